@@ -1,0 +1,79 @@
+"""Access tokens: a random public id plus an HMAC of it under a server key.
+
+Only the public id is stored. The secret half is recomputed from the key whenever a QR code or
+email needs the token, so a database leak alone hands out no working token, and no step has to
+pass raw tokens to the next through Dagster's storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+PUBLIC_ID_BYTES = 16  # 128 random bits from `secrets`
+MAC_BYTES = 16
+PUBLIC_ID_LEN = 22  # base64url of 16 bytes, unpadded
+TOKEN_LEN = 44
+MIN_KEY_LEN = 32
+DEFAULT_CHECKIN_BASE_URL = "https://checkin.invalid/t/"
+_DOMAIN = b"event-pipeline/access-token/v1:"
+
+
+class TokenKeyError(ValueError):
+    pass
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def new_public_id() -> str:
+    return _b64(secrets.token_bytes(PUBLIC_ID_BYTES))
+
+
+@dataclass(frozen=True)
+class TokenCodec:
+    key: bytes
+
+    @classmethod
+    def from_secret(cls, secret: str) -> TokenCodec:
+        if len(secret) < MIN_KEY_LEN:
+            raise TokenKeyError(
+                f"token signing key must be at least {MIN_KEY_LEN} characters "
+                "(set EVENT_PIPELINE_TOKEN_KEY; `event-pipeline init` writes one for local use)"
+            )
+        # Hashing lets any high-entropy string serve as a key without a fixed encoding.
+        return cls(hashlib.sha256(secret.encode("utf-8")).digest())
+
+    def _mac(self, public_id: str) -> str:
+        digest = hmac.new(self.key, _DOMAIN + public_id.encode("ascii"), hashlib.sha256).digest()
+        return _b64(digest[:MAC_BYTES])
+
+    def token_for(self, public_id: str) -> str:
+        return public_id + self._mac(public_id)
+
+    def public_id_of(self, token: str) -> str | None:
+        """The public id if ``token`` is authentic under this key, else None (constant-time MAC check)."""
+        if len(token) != TOKEN_LEN or not token.isascii():
+            return None
+        public_id, mac = token[:PUBLIC_ID_LEN], token[PUBLIC_ID_LEN:]
+        if not hmac.compare_digest(self._mac(public_id), mac):
+            return None
+        return public_id
+
+
+def checkin_url(base_url: str, token: str) -> str:
+    return base_url if base_url.endswith("/") and not token else f"{base_url.rstrip('/')}/{token}"
+
+
+def token_from_scan(scanned: str) -> str:
+    """Accept a bare token or a check-in URL (what a scanner reads from the QR)."""
+    text = scanned.strip()
+    if "://" in text:
+        path = urlsplit(text).path
+        text = path.rstrip("/").rsplit("/", 1)[-1]
+    return text

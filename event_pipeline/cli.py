@@ -1,0 +1,379 @@
+"""`event-pipeline`: the command line for people. Each command is a thin call into the parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from event_pipeline import settings
+
+DEMO_EVENT = "demo-2026"
+SAMPLE_FILE = Path(__file__).with_name("sample") / "participants_demo.csv"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_secrets_env() -> None:
+    """Let local commands find the key `init` generated, without overriding the real environment."""
+    env_file = settings.paths().secrets_env
+    if not env_file.is_file():
+        return
+    for line in env_file.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            os.environ.setdefault(name, value)
+
+
+def _engine() -> Any:
+    from event_pipeline.defs.resources import migrated_engine
+
+    return migrated_engine(settings.database_url())
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+@click.group()
+def main() -> None:
+    """Import participants files into events: tokens, QR codes and welcome emails included."""
+    os.environ.setdefault("DAGSTER_HOME", str(settings.paths().dagster_home))
+    load_secrets_env()
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help=f"Also create the demo event {DEMO_EVENT!r}.")
+def init(demo: bool) -> None:
+    """Create the var dir, Dagster home, a local token key and the database schema."""
+    paths = settings.paths()
+    for folder in [*paths.all_dirs(), paths.dagster_home]:
+        folder.mkdir(parents=True, exist_ok=True)
+    instance_yaml = paths.dagster_home / "dagster.yaml"
+    template = Path(os.environ.get("EVENT_PIPELINE_DAGSTER_YAML", REPO_ROOT / "dagster.yaml"))
+    if not instance_yaml.exists() and template.is_file():
+        shutil.copyfile(template, instance_yaml)
+    if not paths.secrets_env.exists():
+        key = secrets.token_urlsafe(48)
+        paths.secrets_env.write_text(
+            "# Local secrets for the embedded default. Production sets these in the environment.\n"
+            f"EVENT_PIPELINE_TOKEN_KEY={key}\n",
+            encoding="utf-8",
+        )
+        paths.secrets_env.chmod(0o600)
+        os.environ.setdefault("EVENT_PIPELINE_TOKEN_KEY", key)
+    _engine()
+    click.echo(f"var dir:      {paths.home}")
+    click.echo(f"DAGSTER_HOME: {paths.dagster_home}")
+    click.echo(f"database:     {settings.database_url().split('@')[-1]}")
+    if demo:
+        from event_pipeline.store.events import create_event
+
+        event = create_event(
+            _engine(),
+            slug=DEMO_EVENT,
+            name="데모 컨퍼런스 2026",
+            organiser_email="organiser@example.com",
+            starts_at=datetime(2026, 12, 10, 9, 0),
+            location="서울 코엑스",
+            language="ko",
+            exist_ok=True,
+        )
+        (paths.inbox / event.slug).mkdir(parents=True, exist_ok=True)
+        click.echo(f"demo event:   {event.slug} (drop files into {paths.inbox / event.slug})")
+
+
+@main.command("demo-drop")
+def demo_drop() -> None:
+    """Drop the bundled sample participants file into the demo event's inbox."""
+    target_dir = settings.paths().inbox / DEMO_EVENT
+    target_dir.mkdir(parents=True, exist_ok=True)
+    _place_in_inbox(SAMPLE_FILE, target_dir, strict=False)
+    click.echo(f"dropped {SAMPLE_FILE.name} into {target_dir}")
+
+
+@main.group()
+def event() -> None:
+    """Create and list events."""
+
+
+@event.command("add")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--organiser-email", required=True)
+@click.option("--starts-at", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]), default=None)
+@click.option("--location", default="")
+@click.option("--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True)
+def event_add(slug: str, name: str, organiser_email: str, starts_at: datetime | None, location: str, language: str) -> None:
+    """Create event SLUG; its inbox folder is var/inbox/SLUG/."""
+    from event_pipeline.store.events import EventError, create_event
+
+    try:
+        created = create_event(
+            _engine(),
+            slug=slug,
+            name=name,
+            organiser_email=organiser_email,
+            starts_at=starts_at,
+            location=location,
+            language=language,
+        )
+    except EventError as exc:
+        raise click.ClickException(str(exc)) from None
+    inbox_dir = settings.paths().inbox / created.slug
+    inbox_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(f"created event {created.slug}; drop participant files into {inbox_dir}")
+
+
+@event.command("list")
+def event_list() -> None:
+    from event_pipeline.store.events import list_events
+
+    with _engine().connect() as conn:
+        for ev in list_events(conn):
+            click.echo(f"{ev.slug}\t{ev.name}\t{ev.starts_at or ''}\t{ev.language}")
+
+
+def _require_event(slug: str) -> None:
+    from event_pipeline.store.events import get_event
+
+    with _engine().connect() as conn:
+        if get_event(conn, slug) is None:
+            raise click.ClickException(
+                f"no event {slug!r}; create it with: event-pipeline event add {slug} --name ... --organiser-email ..."
+            )
+
+
+def _place_in_inbox(source: Path, inbox_dir: Path, *, strict: bool) -> Path:
+    """Copy under a temp name the sensor ignores, then rename: the sensor never sees half a file."""
+    target = inbox_dir / source.name
+    n = 1
+    while target.exists():
+        target = inbox_dir / f"{source.stem}-{n}{source.suffix}"
+        n += 1
+    if strict:
+        manifest = target.with_name(target.name + ".json")
+        manifest.write_text(json.dumps({"strict": True}), encoding="utf-8")
+    tmp = inbox_dir / f".{target.name}.part"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--event", "event_slug", required=True)
+@click.option("--strict", is_flag=True, help="All or nothing: any invalid row rejects the whole file.")
+def upload(path: Path, event_slug: str, strict: bool) -> None:
+    """Check PATH at once, then place it in the event's inbox for the sensor."""
+    from event_pipeline.intake import IntakeError, read_table
+    from event_pipeline.steps.inbox import sha256_file
+    from event_pipeline.store.uploads import upload_id_for
+
+    _require_event(event_slug)
+    try:
+        parsed = read_table(path)
+    except IntakeError as exc:
+        raise click.ClickException(f"{path.name}: {exc}") from None
+    inbox_dir = settings.paths().inbox / event_slug
+    inbox_dir.mkdir(parents=True, exist_ok=True)
+    placed = _place_in_inbox(path, inbox_dir, strict=strict)
+    click.echo(f"queued {placed.name}: {parsed.rows} rows ({parsed.format})")
+    click.echo(upload_id_for(event_slug, sha256_file(path)))
+
+
+def _upload_summary(upload_id: str) -> dict[str, Any]:
+    from event_pipeline.store import deliveries, uploads
+
+    with _engine().connect() as conn:
+        up = uploads.get_upload(conn, upload_id)
+        if up is None:
+            raise click.ClickException(f"no upload {upload_id!r}")
+        mail = deliveries.status_counts(conn, upload_id=upload_id)
+    return {
+        "upload_id": up.id,
+        "status": up.status,
+        "reason": up.reason,
+        "file": up.original_name,
+        "format": up.format,
+        "encoding": up.encoding,
+        "rows_in_file": up.rows_in_file,
+        "loaded_new": up.loaded_new,
+        "updated": up.updated,
+        "unchanged": up.unchanged,
+        "duplicates_in_file": up.duplicates_in_file,
+        "rejected": up.rejected_rows,
+        "empty_rows": up.empty_rows,
+        "error_report": up.error_report_path,
+        "emails": mail,
+        "created_at": up.created_at,
+        "finished_at": up.finished_at,
+    }
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Judge as a strict upload: any invalid row rejects the file.")
+@click.option("--sheet", default=None, help="Excel sheet to read (default: the first non-empty one).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--max-errors", default=1000, show_default=True, help="Errors listed at most.")
+def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors: int) -> None:
+    """Dry run: read and validate PATH as an import would, writing nothing. Exit 0 accepted, 2 rejected."""
+    from event_pipeline.intake import IntakeError, read_table
+    from event_pipeline.schemas import dedupe_in_file, validate_participants
+
+    report: dict[str, Any] = {
+        "status": "rejected", "reason": None, "format": None, "encoding": None, "header_row": None,
+        "columns": {}, "rows": 0, "valid": 0, "invalid": 0, "duplicates_in_file": 0, "empty_rows": 0,
+        "errors": [],
+    }
+    try:
+        parsed = read_table(path, sheet=sheet)
+    except IntakeError as exc:
+        report["reason"] = f"{path.name}: {exc}"
+    else:
+        outcome = validate_participants(parsed.frame)
+        dupes = dedupe_in_file(outcome.valid).duplicates
+        report |= {
+            "format": parsed.format, "encoding": parsed.encoding, "header_row": parsed.header_row,
+            "columns": parsed.columns, "rows": parsed.rows, "valid": len(outcome.valid),
+            "invalid": outcome.invalid_rows, "duplicates_in_file": len(dupes), "empty_rows": parsed.empty_rows,
+            "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in outcome.errors[:max_errors]],
+        }
+        if strict and outcome.invalid_rows:
+            report["reason"] = f"strict mode: {outcome.invalid_rows} of {parsed.rows} rows are invalid"
+        else:
+            report["status"] = "accepted"
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        _print_check(path, report)
+    sys.exit(0 if report["status"] == "accepted" else 2)
+
+
+def _print_check(path: Path, report: dict[str, Any]) -> None:
+    click.echo(f"{path.name}: {report['status'].upper()}" + (f" - {report['reason']}" if report["reason"] else ""))
+    if report["format"]:
+        click.echo(
+            f"  format {report['format']}, encoding {report['encoding'] or '-'}, header on row {report['header_row']}"
+        )
+        for canonical, header in report["columns"].items():
+            click.echo(f"  column {canonical:<10} <- {header}")
+        click.echo(
+            f"  rows {report['rows']}: valid {report['valid']}, invalid {report['invalid']}, "
+            f"duplicates in file {report['duplicates_in_file']}, empty rows skipped {report['empty_rows']}"
+        )
+    if report["errors"]:
+        click.echo(f"  {'row':>6}  {'column':<12} message")
+        for err in report["errors"]:
+            click.echo(f"  {err['row']:>6}  {err['column']:<12} {err['message']}")
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--event", "event_slug", required=True)
+@click.option("--strict", is_flag=True, help="All or nothing: any invalid row rejects the whole file.")
+@click.option("--force", is_flag=True, help="Run again even if this exact file was imported already.")
+@click.option("--json", "as_json", is_flag=True)
+def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: bool) -> None:
+    """Run the import job for PATH in this process (same job, same instance as the daemon's)."""
+    import dagster as dg
+
+    from event_pipeline.defs import defs
+    from event_pipeline.defs.partitions import uploads_partitions
+    from event_pipeline.steps.inbox import UnknownEventError, receive_file
+
+    started = time.perf_counter()
+    try:
+        up, _ = receive_file(_engine(), settings.paths(), event_slug=event_slug, source=path, strict=strict)
+    except UnknownEventError as exc:
+        raise click.ClickException(str(exc)) from None
+    ran = False
+    if force or up.status not in ("done", "rejected"):
+        instance = dg.DagsterInstance.get()
+        if not instance.has_dynamic_partition(uploads_partitions.name, up.id):
+            instance.add_dynamic_partitions(uploads_partitions.name, [up.id])
+        job = defs.resolve_job_def("import_upload")
+        result = job.execute_in_process(instance=instance, partition_key=up.id, raise_on_error=False)
+        ran = True
+        if not result.success:
+            from event_pipeline.store.uploads import get_upload, update_upload
+
+            with _engine().connect() as conn:
+                current = get_upload(conn, up.id)
+            if current is not None and current.status not in ("rejected", "done"):
+                update_upload(_engine(), up.id, status="failed", reason=current.reason or "import run failed")
+    summary = _upload_summary(up.id) | {"ran": ran, "seconds": round(time.perf_counter() - started, 3)}
+    if as_json:
+        _echo_json(summary)
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:>20}: {value}")
+    if summary["status"] != "done":
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("upload_id", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def status(upload_id: str | None, as_json: bool) -> None:
+    """Recent uploads, or one upload: state, steps done, counts, errors, attempts."""
+    from event_pipeline.store.uploads import list_uploads
+
+    if upload_id is None:
+        with _engine().connect() as conn:
+            rows = list_uploads(conn)
+        data = [
+            {"upload_id": u.id, "status": u.status, "rows": u.rows_in_file, "new": u.loaded_new,
+             "rejected": u.rejected_rows, "file": u.original_name, "created_at": u.created_at}
+            for u in rows
+        ]
+        if as_json:
+            _echo_json(data)
+            return
+        for d in data:
+            click.echo(f"{d['upload_id']:<40} {d['status']:<9} rows={d['rows']} new={d['new']} rejected={d['rejected']}")
+        return
+    summary = _upload_summary(upload_id) | _dagster_progress(upload_id)
+    if as_json:
+        _echo_json(summary)
+        return
+    for key, value in summary.items():
+        click.echo(f"{key:>20}: {value}")
+
+
+def _dagster_progress(upload_id: str) -> dict[str, Any]:
+    """Which assets of this upload are materialized, and the runs tried (from the Dagster instance)."""
+    import dagster as dg
+
+    from event_pipeline.defs.assets import upload_assets
+
+    try:
+        instance = dg.DagsterInstance.get()
+    except Exception as exc:  # no instance configured: still show what the database knows
+        return {"dagster": f"unavailable ({type(exc).__name__})"}
+    done = []
+    for asset in upload_assets:
+        key = asset.key
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[upload_id]), limit=1
+        ).records
+        if records:
+            done.append(key.to_user_string())
+    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": upload_id}))
+    return {
+        "assets_done": done,
+        "attempts": len(runs),
+        "runs": [{"run_id": r.dagster_run.run_id, "status": r.dagster_run.status.value} for r in runs],
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,57 @@
+"""Delimiter sniffing for delimited text."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+
+CANDIDATE_DELIMITERS = (",", "\t", ";", "|")
+SAMPLE_CHARS = 64 * 1024
+SAMPLE_LINES = 50
+
+
+def _score(sample: str, delimiter: str) -> tuple[int, int]:
+    """(rows agreeing on the most common width > 1, that width) for one candidate.
+
+    The csv module does the quote handling, so delimiters inside quoted values do not count.
+    Title rows above the header have one field under every candidate, so they do not vote.
+    """
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"', strict=False)
+    widths = []
+    try:
+        for i, row in enumerate(reader):
+            if i >= SAMPLE_LINES:
+                break
+            # Trailing empty fields ("a,b,c,") vary between rows in Excel exports; ignore them.
+            while row and row[-1] == "":
+                row.pop()
+            if len(row) > 1:
+                widths.append(len(row))
+    except csv.Error:
+        return (0, 0)
+    if not widths:
+        return (0, 0)
+    width, agreeing = Counter(widths).most_common(1)[0]
+    return (agreeing, width)
+
+
+def sniff_delimiter(text: str) -> str:
+    """Pick among , TAB ; | the delimiter that splits the first lines most consistently.
+
+    Falls back to "," (a one-column file has no delimiter to find; header detection then
+    explains what is missing).
+    """
+    sample = text[:SAMPLE_CHARS]
+    if len(text) > SAMPLE_CHARS:
+        # Drop the probably-cut last line so it does not skew the counts.
+        cut = max(sample.rfind("\n"), sample.rfind("\r"))
+        if cut > 0:
+            sample = sample[:cut]
+    best = ","
+    best_score = (0, 0)
+    for delimiter in CANDIDATE_DELIMITERS:
+        score = _score(sample, delimiter)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best

@@ -1,0 +1,160 @@
+"""XLSX / XLS to a RawGrid: python-calamine first (fast, Rust), openpyxl as the XLSX fallback."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import python_calamine as calamine
+
+from event_pipeline.intake.cells import cell_text, is_number
+from event_pipeline.intake.errors import IntakeError
+from event_pipeline.intake.table import RawGrid
+from event_pipeline.intake.zipguard import check_xlsx_container
+
+
+def _text_rows(rows: Iterable[Sequence[object]]) -> tuple[list[list[str]], Counter[int]]:
+    """All cells as text, plus how many numeric cells each column had (for the phone warning)."""
+    out: list[list[str]] = []
+    numeric: Counter[int] = Counter()
+    for row in rows:
+        if all(type(cell) is str for cell in row):
+            out.append(list(row))  # type: ignore[arg-type]
+            continue
+        converted = []
+        for position, cell in enumerate(row):
+            if type(cell) is str:
+                converted.append(cell)
+                continue
+            if is_number(cell):
+                numeric[position] += 1
+            converted.append(cell_text(cell))
+        out.append(converted)
+    return out, numeric
+
+
+def _grid(rows: list[list[str]], numeric: Counter[int], first_row: int = 1) -> RawGrid:
+    width = max((len(r) for r in rows), default=0)
+    columns = list(zip(*(r + [""] * (width - len(r)) for r in rows), strict=True)) if rows else []
+    cells = pd.DataFrame({i: pd.Series(col, dtype="str") for i, col in enumerate(columns)})
+    cells.columns = pd.RangeIndex(width)
+    return RawGrid(
+        cells=cells,
+        source_rows=np.arange(first_row, first_row + len(rows), dtype=np.int64),
+        numeric_cells=dict(numeric),
+    )
+
+
+def _has_content(rows: Sequence[Sequence[object]]) -> bool:
+    return any(str(cell).strip() for row in rows for cell in row if cell is not None)
+
+
+def _open(data: bytes, fmt: str) -> calamine.CalamineWorkbook:
+    try:
+        return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except calamine.PasswordError as exc:
+        raise IntakeError(
+            "This Excel file is password-protected. Remove the password and upload it again.",
+            {"code": "encrypted"},
+        ) from exc
+
+
+def _pick_sheet(
+    workbook: calamine.CalamineWorkbook, sheet: str | None
+) -> tuple[str, list[list[object]] | None, list[str]]:
+    """(sheet name, its rows or None if every sheet is empty, warnings)."""
+    names: list[str] = list(workbook.sheet_names)
+    if sheet is not None:
+        if sheet not in names:
+            raise IntakeError(
+                f"The workbook has no sheet named '{sheet}'. Its sheets are: " + ", ".join(f"'{n}'" for n in names),
+                {"code": "sheet_not_found", "sheets": names},
+            )
+        rows = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+        return sheet, rows if _has_content(rows) else None, []
+    metadata = {m.name: m for m in workbook.sheets_metadata}
+    visible = [
+        n
+        for n in names
+        if metadata[n].typ == calamine.SheetTypeEnum.WorkSheet
+        and metadata[n].visible == calamine.SheetVisibleEnum.Visible
+    ]
+    # Hidden sheets often hold lookup lists; only fall back to them if nothing visible has data.
+    ordered = visible + [n for n in names if n not in visible]
+    skipped: list[str] = []
+    for name in ordered:
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+        if _has_content(rows):
+            warnings = (
+                [f"Sheet(s) {', '.join(repr(s) for s in skipped)} are empty; read sheet '{name}'."]
+                if skipped
+                else []
+            )
+            if len(visible) > 1 and name == visible[0]:
+                warnings.append(
+                    f"The workbook has {len(visible)} sheets; only the first, '{name}', was read."
+                )
+            return name, rows, warnings
+        skipped.append(name)
+    return (ordered[0] if ordered else ""), None, []
+
+
+def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[object]]]:
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        if sheet is not None and sheet not in workbook.sheetnames:
+            raise IntakeError(
+                f"The workbook has no sheet named '{sheet}'.", {"code": "sheet_not_found", "sheets": workbook.sheetnames}
+            )
+        names = [sheet] if sheet is not None else list(workbook.sheetnames)
+        for name in names:
+            worksheet = workbook[name]
+            rows = [list(r) for r in worksheet.iter_rows(min_row=1, min_col=1, values_only=True)]
+            if _has_content(rows):
+                return name, rows
+        return names[0] if names else "", []
+    finally:
+        workbook.close()
+
+
+def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -> tuple[RawGrid, list[str]]:
+    """The first non-empty visible worksheet (or ``sheet``) as a RawGrid with spreadsheet row numbers."""
+    if fmt == "xlsx":
+        check_xlsx_container(data, max_bytes)
+    warnings: list[str] = []
+    try:
+        workbook = _open(data, fmt)
+        try:
+            name, rows, warnings = _pick_sheet(workbook, sheet)
+        finally:
+            workbook.close()
+    except IntakeError:
+        raise
+    except Exception as exc:  # calamine raises its own types plus ValueError/OSError on odd files
+        if fmt != "xlsx":
+            raise IntakeError(
+                f"This Excel (XLS) file could not be read ({exc.__class__.__name__}: {exc}). "
+                "Open it in Excel and save it as XLSX.",
+                {"code": "corrupt", "error": str(exc)},
+            ) from exc
+        try:
+            name, raw = _openpyxl_rows(data, sheet)
+        except IntakeError:
+            raise
+        except Exception as fallback_exc:
+            raise IntakeError(
+                f"This Excel (XLSX) file could not be read ({fallback_exc.__class__.__name__}: {fallback_exc}). "
+                "Open it in Excel and save it again.",
+                {"code": "corrupt", "error": str(fallback_exc)},
+            ) from fallback_exc
+        rows = raw if _has_content(raw) else None
+    if rows is None:
+        raise IntakeError("The workbook contains no data (every sheet is empty).", {"code": "empty"})
+    text_rows, numeric = _text_rows(rows)
+    grid = _grid(text_rows, numeric)
+    return grid, warnings

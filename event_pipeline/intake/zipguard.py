@@ -1,0 +1,69 @@
+"""Refuse XLSX zip bombs before any XML parser inflates them.
+
+An XLSX is a ZIP; its central directory declares each member's sizes. Members declaring far
+more than the configured budget, or compressing implausibly well while large, are refused from
+the directory alone. Declared sizes can lie, so every member is then inflated once in bounded
+chunks by ``zipfile`` (which stops at the declared size and checks the CRC), proving the
+declarations before the real parser reads anything. Memory stays at one chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from event_pipeline.intake.errors import IntakeError
+
+# Sheet XML of real exports compresses 5-20x; zeros or repeated padding compress ~1000x.
+MAX_RATIO = 100
+RATIO_CHECK_MIN_BYTES = 10 * 1024 * 1024
+# Uncompressed budget relative to the upload limit: a full 50 MB XLSX is about 10x bigger inflated.
+UNCOMPRESSED_FACTOR = 16
+_CHUNK = 1024 * 1024
+
+
+def _bomb(reason: str, **facts: object) -> IntakeError:
+    return IntakeError(
+        "This Excel file was refused because it expands to far more data than it contains "
+        f"({reason}). If it is a genuine participant list, save it again or export it as CSV.",
+        {"code": "zip_bomb", **facts},
+    )
+
+
+def check_xlsx_container(data: bytes, max_bytes: int) -> None:
+    """Raise IntakeError if the XLSX container would inflate beyond the budget."""
+    budget = max_bytes * UNCOMPRESSED_FACTOR
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            declared = sum(info.file_size for info in infos)
+            if declared > budget:
+                raise _bomb(
+                    f"{declared:,} bytes uncompressed, over the {budget:,} byte budget",
+                    declared=declared,
+                    budget=budget,
+                )
+            for info in infos:
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > RATIO_CHECK_MIN_BYTES and ratio > MAX_RATIO:
+                    raise _bomb(
+                        f"member {info.filename!r} is compressed {ratio:,.0f}:1",
+                        member=info.filename,
+                        ratio=round(ratio),
+                    )
+            for info in infos:
+                with zf.open(info) as member:
+                    while member.read(_CHUNK):
+                        pass
+    except zipfile.BadZipFile as exc:
+        raise IntakeError(
+            "This Excel (XLSX) file is damaged: its ZIP structure is inconsistent "
+            f"({exc}). Please save it again and re-upload.",
+            {"code": "corrupt", "error": str(exc)},
+        ) from exc
+    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: encrypted members; NotImplementedError: exotic compression methods.
+        raise IntakeError(
+            f"This Excel (XLSX) file cannot be opened ({exc}). Please save it again as a normal .xlsx.",
+            {"code": "corrupt", "error": str(exc)},
+        ) from exc

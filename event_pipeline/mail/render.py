@@ -1,0 +1,55 @@
+"""Jinja2 rendering of ``templates/<kind>/<language>.{subject,txt,html}.j2``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+FOOTERS = {
+    "ko": "이 메일은 행사 참가 등록 시스템에서 자동으로 발송되었습니다.",
+    "en": "This message was sent automatically by the event registration system.",
+}
+
+
+def templates_dir() -> Path:
+    env = os.environ.get("EVENT_PIPELINE_TEMPLATES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class TemplateRenderer:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or templates_dir()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.directory),
+            # Escape only HTML: the text part and subject must show "<b>" literally.
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    def render(self, kind: str, language: str, context: Mapping[str, Any]) -> Rendered:
+        lang = language if language in FOOTERS else "en"
+        subject = self.env.get_template(f"{kind}/{lang}.subject.j2").render(context)
+        subject = " ".join(subject.split())  # headers cannot hold newlines
+        text = self.env.get_template(f"{kind}/{lang}.txt.j2").render(context)
+        html_ctx = {"language": lang, "title": subject, "footer": FOOTERS[lang], **context}
+        html = self.env.get_template(f"{kind}/{lang}.html.j2").render(html_ctx)
+        return Rendered(subject=subject, text=text.strip() + "\n", html=html)
+
+
+@cache
+def default_renderer() -> TemplateRenderer:
+    return TemplateRenderer()

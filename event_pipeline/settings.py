@@ -1,0 +1,70 @@
+"""Where things live on disk and which backends are selected, resolved from the environment.
+
+Every path hangs off one var dir (``EVENT_PIPELINE_HOME``, default ``./var``) so a checkout can be
+wiped or moved as a whole, and Dagster's own home is always persistent inside it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "var"
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @property
+    def upload_store(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def processed(self) -> Path:
+        return self.home / "processed"
+
+    @property
+    def rejected(self) -> Path:
+        return self.home / "rejected"
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster_home")
+
+    @property
+    def db_file(self) -> Path:
+        return self.home / "event_pipeline.sqlite"
+
+    @property
+    def secrets_env(self) -> Path:
+        return self.home / "secrets.env"
+
+    def upload_dir(self, upload_id: str) -> Path:
+        return self.upload_store / upload_id
+
+    def all_dirs(self) -> list[Path]:
+        return [self.inbox, self.upload_store, self.processed, self.rejected, self.outbox, self.reports]
+
+
+def paths(home: str | os.PathLike[str] | None = None) -> Paths:
+    raw = home or os.environ.get("EVENT_PIPELINE_HOME") or DEFAULT_HOME
+    return Paths(Path(raw).expanduser().resolve())
+
+
+def database_url(home: str | os.PathLike[str] | None = None) -> str:
+    """DATABASE_URL wins; otherwise the embedded SQLite file in the var dir."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{paths(home).db_file}"

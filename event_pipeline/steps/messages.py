@@ -1,0 +1,169 @@
+"""Composing messages for queued deliveries, and queueing the organiser's notices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from event_pipeline.access.tokens import TokenCodec, checkin_url
+from event_pipeline.mail.dispatch import DispatchStats, dispatch_due
+from event_pipeline.mail.message import InlineImage, OutgoingMessage
+from event_pipeline.mail.render import TemplateRenderer, default_renderer
+from event_pipeline.mail.senders import Sender
+from event_pipeline.store import deliveries as deliveries_store
+from event_pipeline.store import events as events_store
+from event_pipeline.store import uploads as uploads_store
+from event_pipeline.store.deliveries import Delivery
+from event_pipeline.store.events import Event
+from event_pipeline.store.tables import access_tokens, participants
+
+QR_CID = "checkin-qr"
+ORGANISER_KINDS = ("import_complete", "import_failed")
+
+
+@dataclass(frozen=True)
+class MailContext:
+    sender: Sender
+    from_email: str
+    from_name: str
+    codec: TokenCodec
+    checkin_base_url: str
+    renderer: TemplateRenderer | None = None
+    workers: int = 8
+
+    @property
+    def templates(self) -> TemplateRenderer:
+        return self.renderer or default_renderer()
+
+
+def _event_context(event: Event) -> dict[str, Any]:
+    starts = event.starts_at.strftime("%Y-%m-%d %H:%M") if event.starts_at else ""
+    return {"name": event.name, "starts_at": starts, "location": event.location, "slug": event.slug}
+
+
+def _custom_args(d: Delivery) -> dict[str, str]:
+    args = {"delivery_id": str(d.id), "event_id": str(d.event_id), "kind": d.kind}
+    if d.participant_id is not None:
+        args["participant_id"] = str(d.participant_id)
+    return args
+
+
+def build_messages(engine: Engine, ctx: MailContext, deliveries: Sequence[Delivery]) -> dict[int, OutgoingMessage]:
+    """Messages for the deliveries that can still be sent (others are left out and get dropped)."""
+    built: dict[int, OutgoingMessage] = {}
+    welcome = [d for d in deliveries if d.kind == "welcome" and d.participant_id is not None]
+    with engine.connect() as conn:
+        events = {eid: events_store.get_event_by_id(conn, eid) for eid in {d.event_id for d in deliveries}}
+        people = _welcome_rows(conn, [d.participant_id for d in welcome if d.participant_id is not None])
+        for d in deliveries:
+            if d.kind in ORGANISER_KINDS:
+                msg = _organiser_message(conn, ctx, events[d.event_id], d)
+                if msg is not None:
+                    built[d.id] = msg
+    for d in welcome:
+        row = people.get(d.participant_id or -1)
+        if row is None or row["status"] != "active" or row["email_status"] != "ok" or not row["qr_path"]:
+            continue
+        try:
+            qr_png = Path(row["qr_path"]).read_bytes()
+        except OSError:
+            continue
+        event = events[d.event_id]
+        token = ctx.codec.token_for(row["public_id"])
+        context = {
+            "participant": {"name": row["name"]},
+            "event": _event_context(event),
+            "checkin_url": checkin_url(ctx.checkin_base_url, token),
+            "qr_cid": QR_CID,
+        }
+        rendered = ctx.templates.render("welcome", event.language, context)
+        built[d.id] = OutgoingMessage(
+            to=row["email_norm"],
+            from_email=ctx.from_email,
+            from_name=ctx.from_name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            custom_args=_custom_args(d),
+            inline_images=(InlineImage(content_id=QR_CID, filename="checkin-qr.png", data=qr_png),),
+            key=d.dedupe_key,
+        )
+    return built
+
+
+def _welcome_rows(conn: sa.Connection, participant_ids: list[int]) -> dict[int, dict[str, Any]]:
+    if not participant_ids:
+        return {}
+    stmt = (
+        sa.select(
+            participants.c.id,
+            participants.c.name,
+            participants.c.email_norm,
+            participants.c.status,
+            participants.c.email_status,
+            access_tokens.c.public_id,
+            access_tokens.c.qr_path,
+        )
+        .join(access_tokens, sa.and_(access_tokens.c.participant_id == participants.c.id, access_tokens.c.status == "live"))
+        .where(participants.c.id.in_(participant_ids))
+    )
+    return {int(r.id): dict(r._mapping) for r in conn.execute(stmt)}
+
+
+def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: Delivery) -> OutgoingMessage | None:
+    upload = uploads_store.get_upload(conn, d.upload_id) if d.upload_id else None
+    if d.kind == "import_complete":
+        if upload is None:
+            return None
+        context: dict[str, Any] = {
+            "event": _event_context(event),
+            "upload": {"id": upload.id, "original_name": upload.original_name},
+            "counts": {
+                "rows_in_file": upload.rows_in_file or 0,
+                "loaded_new": upload.loaded_new or 0,
+                "updated": upload.updated or 0,
+                "unchanged": upload.unchanged or 0,
+                "duplicates_in_file": upload.duplicates_in_file or 0,
+                "rejected": upload.rejected_rows or 0,
+            },
+            "error_report": upload.error_report_path or "",
+        }
+    else:
+        context = {
+            "event": _event_context(event),
+            "upload_name": upload.original_name if upload else "(unknown file)",
+            "upload_id": upload.id if upload else "",
+            "reason": (upload.reason if upload and upload.reason else "the import stopped with an internal error"),
+        }
+    rendered = ctx.templates.render(d.kind, event.language, context)
+    return OutgoingMessage(
+        to=event.organiser_email,
+        from_email=ctx.from_email,
+        from_name=ctx.from_name,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        custom_args=_custom_args(d),
+        key=d.dedupe_key,
+    )
+
+
+def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
+    return dispatch_due(
+        engine, ctx.sender, lambda batch: build_messages(engine, ctx, batch), workers=ctx.workers, **kwargs
+    )
+
+
+def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, kind: str) -> DispatchStats:
+    """Queue (once per upload and kind) and send an organiser notice."""
+    with engine.begin() as conn:
+        deliveries_store.enqueue(
+            conn,
+            [{"event_id": event_id, "upload_id": upload_id, "kind": kind, "dedupe_key": f"{kind}:{upload_id}"}],
+        )
+    return dispatch(engine, ctx, event_id=event_id, kinds=(kind,))

@@ -1,0 +1,141 @@
+"""SQLAlchemy Core tables. Constraints, not application code, guard against duplicates."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Timestamp = sa.DateTime(timezone=True)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("starts_at", Timestamp, nullable=True),
+    sa.Column("location", sa.String(200), nullable=False, server_default=""),
+    sa.Column("organiser_email", sa.String(320), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False, server_default="ko"),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    # The Dagster partition key: "<event-slug>-<sha256[:16]>".
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("original_name", sa.String(255), nullable=False),
+    sa.Column("inbox_path", sa.Text, nullable=True),
+    sa.Column("stored_path", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("strict", sa.Boolean, nullable=False, server_default=sa.false()),
+    # received -> running -> done | rejected | failed
+    sa.Column("status", sa.String(16), nullable=False, server_default="received"),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("format", sa.String(8), nullable=True),
+    sa.Column("encoding", sa.String(32), nullable=True),
+    sa.Column("rows_in_file", sa.Integer, nullable=True),
+    sa.Column("empty_rows", sa.Integer, nullable=True),
+    sa.Column("rejected_rows", sa.Integer, nullable=True),
+    sa.Column("duplicates_in_file", sa.Integer, nullable=True),
+    sa.Column("loaded_new", sa.Integer, nullable=True),
+    sa.Column("updated", sa.Integer, nullable=True),
+    sa.Column("unchanged", sa.Integer, nullable=True),
+    sa.Column("error_report_path", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("event_id", "sha256"),
+)
+
+participants = sa.Table(
+    "participants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("email_norm", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("phone", sa.String(40), nullable=False, server_default=""),
+    sa.Column("department", sa.String(200), nullable=False, server_default=""),
+    sa.Column("position", sa.String(200), nullable=False, server_default=""),
+    sa.Column("extra", sa.Text, nullable=False, server_default="{}"),
+    # active | inactive (inactive participants are refused at check-in)
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    # ok | bounced | blocked | invalid
+    sa.Column("email_status", sa.String(16), nullable=False, server_default="ok"),
+    sa.Column("created_upload_id", sa.String(100), nullable=True),
+    sa.Column("updated_upload_id", sa.String(100), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("event_id", "email_norm"),
+)
+
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=False),
+    # Public half of the token; the secret half is an HMAC of it and is never stored.
+    sa.Column("public_id", sa.String(32), nullable=False, unique=True),
+    # live | revoked
+    sa.Column("status", sa.String(16), nullable=False, server_default="live"),
+    sa.Column("qr_path", sa.Text, nullable=True),
+    sa.Column("issued_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("checked_in_at", Timestamp, nullable=True),
+    sa.Index(
+        "uq_access_tokens_live_participant",
+        "participant_id",
+        unique=True,
+        sqlite_where=sa.text("status = 'live'"),
+        postgresql_where=sa.text("status = 'live'"),
+    ),
+)
+
+checkin_scans = sa.Table(
+    "checkin_scans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=True),
+    sa.Column("token_public_id", sa.String(32), nullable=True),
+    sa.Column("participant_id", sa.Integer, nullable=True),
+    sa.Column("result", sa.String(32), nullable=False),
+    sa.Column("scanned_at", Timestamp, nullable=False),
+)
+
+email_deliveries = sa.Table(
+    "email_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    # NULL for mail to the organiser.
+    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=True),
+    sa.Column("upload_id", sa.String(100), nullable=True),
+    # welcome | import_complete | import_failed
+    sa.Column("kind", sa.String(32), nullable=False),
+    # One logical message, one row: "welcome:<participant>", "import_complete:<upload>", ...
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
+    # queued -> sending -> sent | awaiting_retry | failed | bounced | dropped
+    sa.Column("status", sa.String(16), nullable=False, server_default="queued"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=True),
+    sa.Column("claimed_at", Timestamp, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("provider_message_id", sa.String(128), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("participant_id", "kind"),
+    sa.Index("ix_email_deliveries_due", "status", "next_attempt_at"),
+)

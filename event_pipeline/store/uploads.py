@@ -1,0 +1,128 @@
+"""Uploads: one row per distinct file content per event; its id is the Dagster partition key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from event_pipeline.store.db import is_postgres
+from event_pipeline.store.tables import uploads
+
+TERMINAL_STATUSES = ("done", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    event_id: int
+    sha256: str
+    original_name: str
+    inbox_path: str | None
+    stored_path: str
+    size_bytes: int
+    strict: bool
+    status: str
+    reason: str | None
+    format: str | None
+    encoding: str | None
+    rows_in_file: int | None
+    empty_rows: int | None
+    rejected_rows: int | None
+    duplicates_in_file: int | None
+    loaded_new: int | None
+    updated: int | None
+    unchanged: int | None
+    error_report_path: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+_FIELDS = [f.name for f in fields(Upload)]
+
+
+def upload_id_for(event_slug: str, sha256: str) -> str:
+    return f"{event_slug}-{sha256[:16]}"
+
+
+def _to_upload(row: sa.Row[tuple[object, ...]]) -> Upload:
+    return Upload(**{k: row._mapping[k] for k in _FIELDS})
+
+
+def register_upload(
+    engine: Engine,
+    *,
+    upload_id: str,
+    event_id: int,
+    sha256: str,
+    original_name: str,
+    stored_path: str,
+    size_bytes: int,
+    inbox_path: str | None = None,
+    strict: bool = False,
+) -> tuple[Upload, bool]:
+    """Insert the upload if its (event, content) is new. Returns (upload, created)."""
+    values: dict[str, Any] = dict(
+        id=upload_id,
+        event_id=event_id,
+        sha256=sha256,
+        original_name=original_name[:255],
+        inbox_path=inbox_path,
+        stored_path=stored_path,
+        size_bytes=size_bytes,
+        strict=strict,
+        created_at=datetime.now(UTC),
+    )
+    with engine.begin() as conn:
+        dialect_insert = _dialect_insert(conn)
+        result = conn.execute(dialect_insert(uploads).values(**values).on_conflict_do_nothing())
+        row = conn.execute(
+            sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)
+        ).one()
+    return _to_upload(row), result.rowcount == 1
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def get_upload(conn: sa.Connection, upload_id: str) -> Upload | None:
+    row = conn.execute(sa.select(uploads).where(uploads.c.id == upload_id)).first()
+    return _to_upload(row) if row is not None else None
+
+
+def find_by_sha(conn: sa.Connection, event_id: int, sha256: str) -> Upload | None:
+    row = conn.execute(
+        sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)
+    ).first()
+    return _to_upload(row) if row is not None else None
+
+
+def update_upload(engine: Engine | sa.Connection, upload_id: str, **values: Any) -> None:
+    unknown = set(values) - set(_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown upload fields: {sorted(unknown)}")
+    if values.get("status") in TERMINAL_STATUSES and "finished_at" not in values:
+        values["finished_at"] = datetime.now(UTC)
+    stmt = sa.update(uploads).where(uploads.c.id == upload_id).values(**values)
+    if isinstance(engine, sa.Connection):
+        engine.execute(stmt)
+    else:
+        with engine.begin() as conn:
+            conn.execute(stmt)
+
+
+def list_uploads(conn: sa.Connection, *, event_id: int | None = None, limit: int = 50) -> list[Upload]:
+    stmt = sa.select(uploads).order_by(uploads.c.created_at.desc()).limit(limit)
+    if event_id is not None:
+        stmt = stmt.where(uploads.c.event_id == event_id)
+    return [_to_upload(r) for r in conn.execute(stmt)]

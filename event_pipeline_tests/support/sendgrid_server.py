@@ -1,0 +1,508 @@
+"""SendGrid v3-compatible HTTP server for tests (stdlib only), spoken to by the real ``sendgrid`` client::
+
+    with FakeSendGrid() as fake:
+        SendGridAPIClient(api_key=fake.api_key, host=fake.host).send(mail)
+        assert fake.messages[0].body["subject"] == "Hi"
+
+Endpoints: ``POST /v3/mail/send``, ``GET /v3/suppression/{bounces,blocks,invalid_emails}``,
+``GET /__inspect/messages``, ``POST /__inspect/reset``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import math
+import random
+import re
+import secrets
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeGuard
+from urllib.parse import parse_qs, urlsplit
+
+MAX_BODY_BYTES = 30 * 1024 * 1024
+MAX_PERSONALIZATIONS = 1000
+MAX_RECIPIENTS = 1000
+SUPPRESSION_PAGE_MAX = 500
+SUPPRESSION_KINDS = ("bounces", "blocks", "invalid_emails")
+HELP_URL = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message."
+INVALID_GRANT = "The provided authorization grant is invalid, expired, or revoked"
+_NOT_EMAIL = r"@\s<>()\[\]\\,;:\""
+_EMAIL_RE = re.compile(rf"^[^{_NOT_EMAIL}]+@[^{_NOT_EMAIL}.]+(\.[^{_NOT_EMAIL}.]+)+$")
+_SUPPRESSION_RE = re.compile(r"/v3/suppression/(bounces|blocks|invalid_emails)")
+
+
+@dataclass
+class SentMessage:
+    message_id: str
+    body: dict[str, Any]
+    received_at: float
+    api_key: str
+
+
+_MESSAGES = {  # texts from SendGrid's "Mail Send errors" page
+    "type": "Invalid type. Expected: {expected}, given: {given}.",
+    "pers_required": "You must have at least one personalization.",
+    "pers_max": "The personalization block is limited to 1000 personalizations per API request. You have"
+    " provided {n} personalizations. Please consider splitting this into multiple requests and resending"
+    " your request.",
+    "recipients_max": "There is a limit of 1000 total recipients (to + cc + bcc) per request.",
+    "to_required": "The to array is required for all personalization objects, and must have at least one"
+    " email object with a valid email address.",
+    "list_empty": "The {kind} array must have at least one email object with a valid email address.",
+    "address": "Does not contain a valid address.",
+    "duplicate": "Each email address in the personalization block should be unique between to, cc, and bcc."
+    " We found the first duplicate instance of [{email}] in the {where} field.",
+    "from": "The from object must be provided for every email send. It is an object that requires the email"
+    " parameter, but may also contain a name parameter.",
+    "subject": "The subject is required. You can get around this requirement if you use a template with a"
+    " subject defined or if every personalization has a subject defined.",
+    "content": "Unless a valid template_id is provided, the content parameter is required. There must be at"
+    " least one defined content block.",
+    "content_type": "The content type must be a string at least one character in length.",
+    "content_value": "The content value must be a string at least one character in length.",
+    "content_order": "If present, text/plain content must be first, followed by text/html, followed by any"
+    " other content.",
+    "att_content": "The attachment content is required.",
+    "att_base64": "The attachment content must be base64 encoded.",
+    "att_filename": "The attachment filename parameter is required.",
+    "att_disposition": 'The disposition of your attachment can be either "inline" or "attachment".',
+    "att_content_id": "The content_id parameter is required if your attachment is inline",
+}
+
+
+def _err(message: str, field: str | None, help_url: str | None = None) -> dict[str, Any]:
+    return {"message": message, "field": field, "help": help_url}
+
+
+def _type_name(value: Any) -> str:
+    names = [(bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array")]
+    return "null" if value is None else next((n for t, n in names if isinstance(value, t)), "object")
+
+
+def _text(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and value != ""
+
+
+def _is_email(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and _EMAIL_RE.match(value) is not None
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, key: str, field: str | None, **fmt: Any) -> None:
+        anchor = HELP_URL + re.sub(r"\.\d+", "", field) if field else None
+        self.errors.append(_err(_MESSAGES[key].format(**fmt), field, anchor))
+
+    def typed(self, value: Any, expected: type, field: str | None) -> bool:
+        if not isinstance(value, expected):
+            self.add("type", field, expected=_type_name(expected()), given=_type_name(value))
+        return isinstance(value, expected)
+
+    def custom_args(self, value: Any, field: str) -> None:
+        if self.typed(value, dict, field):
+            for key, item in value.items():
+                self.typed(item, str, f"{field}.{key}")
+
+    def personalizations(self, pers: list[Any]) -> None:
+        recipients = 0
+        for i, p in enumerate(pers):
+            if not self.typed(p, dict, field := f"personalizations.{i}"):
+                continue
+            seen: set[str] = set()
+            for kind in ("to", "cc", "bcc"):
+                addrs = p.get(kind)
+                if not isinstance(addrs, list) or not addrs:
+                    if kind == "to" or addrs is not None:
+                        self.add(
+                            "to_required" if kind == "to" else "list_empty", f"{field}.{kind}", kind=kind
+                        )
+                    continue
+                recipients += len(addrs)
+                for j, addr in enumerate(addrs):
+                    email = addr.get("email") if isinstance(addr, dict) else None
+                    if not _is_email(email):
+                        self.add("address", f"{field}.{kind}.{j}.email")
+                    elif email.lower() in seen:
+                        self.add("duplicate", field, email=email, where=f"{field}.{kind}")
+                    seen.add(str(email).lower())
+            if "custom_args" in p:
+                self.custom_args(p["custom_args"], f"{field}.custom_args")
+        if recipients > MAX_RECIPIENTS:
+            self.add("recipients_max", "personalizations")
+
+    def content(self, content: Any) -> None:
+        ranks = []
+        for i, item in enumerate(content if self.typed(content, list, "content") else []):
+            if self.typed(item, dict, f"content.{i}"):
+                ctype = item.get("type")
+                if not _text(ctype):
+                    self.add("content_type", f"content.{i}.type")
+                if not _text(item.get("value")):
+                    self.add("content_value", f"content.{i}.value")
+                ranks.append({"text/plain": 0, "text/html": 1}.get(ctype, 2) if isinstance(ctype, str) else 2)
+        if ranks != sorted(ranks):
+            self.add("content_order", "content")
+
+    def attachments(self, attachments: Any) -> None:
+        for i, att in enumerate(attachments if self.typed(attachments, list, "attachments") else []):
+            if not self.typed(att, dict, field := f"attachments.{i}"):
+                continue
+            if not _text(content := att.get("content")):
+                self.add("att_content", f"{field}.content")
+            else:
+                try:
+                    base64.b64decode(content, validate=True)
+                except (binascii.Error, ValueError):
+                    self.add("att_base64", f"{field}.content")
+            if not _text(att.get("filename")):
+                self.add("att_filename", f"{field}.filename")
+            disposition = att.get("disposition", "attachment")
+            if disposition not in ("inline", "attachment"):
+                self.add("att_disposition", f"{field}.disposition")
+            elif disposition == "inline" and not _text(att.get("content_id")):
+                self.add("att_content_id", f"{field}.content_id")
+
+
+def validate_mail(body: Any) -> list[dict[str, Any]]:
+    """Return SendGrid-style error objects ``{message, field, help}`` for a mail/send body ([] if valid)."""
+    v = _Validator()
+    if not v.typed(body, dict, None):
+        return v.errors
+    templated = _text(body.get("template_id"))
+    pers = body.get("personalizations")
+    if not isinstance(pers, list) or not pers:
+        v.add("pers_required", "personalizations")
+        pers = []
+    elif len(pers) > MAX_PERSONALIZATIONS:
+        v.add("pers_max", "personalizations", n=len(pers))
+    v.personalizations(pers)
+    sender = body.get("from")
+    if not isinstance(sender, dict) or "email" not in sender:
+        v.add("from", "from")
+    elif not _is_email(sender["email"]):
+        v.add("address", "from.email")
+    every_pers_subject = bool(pers) and all(isinstance(p, dict) and _text(p.get("subject")) for p in pers)
+    if not templated and not _text(body.get("subject")) and not every_pers_subject:
+        v.add("subject", "subject")
+    if body.get("content") not in (None, []):
+        v.content(body["content"])
+    elif not templated:
+        v.add("content", "content")
+    if "attachments" in body:
+        v.attachments(body["attachments"])
+    if "custom_args" in body:
+        v.custom_args(body["custom_args"], "custom_args")
+    reply_to = body.get("reply_to")
+    if reply_to is not None and not (isinstance(reply_to, dict) and _is_email(reply_to.get("email"))):
+        v.add("address", "reply_to.email")
+    return v.errors
+
+
+def _errors_body(message: str, field: str | None = None) -> dict[str, Any]:
+    return {"errors": [{"field": field, "message": message}]}
+
+
+_Reply = tuple[int, Any, dict[str, str]]  # status, JSON payload (None: empty body), headers
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads, block_on_close, request_queue_size = True, False, 1024  # stop() joins, with a timeout
+    fake: FakeSendGrid
+
+    def server_bind(self) -> None:  # HTTPServer.server_bind calls getfqdn(), slow without DNS
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.fake._lock:
+            self.fake._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        with self.fake._lock:
+            self.fake._conns.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # client went away / stop(): not interesting
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version, timeout = "HTTP/1.1", 30  # timeout: idle keep-alive connections
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self._read_body(length)
+        api = not url.path.startswith("/__inspect/")
+        reply = self._api(url.path.rstrip("/"), url.query, raw, length) if api else self._inspect(url.path)
+        if reply is None:  # drop_next: close the connection without answering
+            self.close_connection = True
+        else:
+            self._send(*reply, record=api)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _read_body(self, length: int) -> bytes:
+        if length <= MAX_BODY_BYTES:
+            return self.rfile.read(length) if length > 0 else b""
+        while length > 0:  # drain oversized bodies so the client reads the 413 instead of a reset
+            chunk = self.rfile.read(min(length, 1 << 20))
+            length = length - len(chunk) if chunk else 0
+        return b""
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str], record: bool) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        if record:
+            with self.server.fake._lock:
+                self.server.fake._statuses[status] += 1
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(data))}.items():
+            self.send_header(name, value)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        return self.headers.get("Authorization") == f"Bearer {self.server.fake.api_key}"
+
+    def _api(self, path: str, query: str, raw: bytes, length: int) -> _Reply | None:
+        fake = self.server.fake
+        with fake._lock:
+            fake._requests_total += 1
+            drop, fake._drops = fake._drops > 0, max(0, fake._drops - 1)
+        if drop:
+            return None
+        match = _SUPPRESSION_RE.fullmatch(path)
+        if path != "/v3/mail/send" and match is None:
+            return 404, _errors_body("not found"), {}
+        if self.command != ("POST" if match is None else "GET"):
+            return 405, _errors_body("method not allowed"), {}
+        fake._stopping.wait(fake.latency_s)
+        return self._mail_send(raw, length) if match is None else self._suppressions(match.group(1), query)
+
+    def _mail_send(self, raw: bytes, length: int) -> _Reply:
+        fake = self.server.fake
+        _, rate_headers = fake._rate(consume=False)
+        if length > MAX_BODY_BYTES:
+            msg = "The JSON payload you have included in your request is too large."
+            return 413, _errors_body(msg), rate_headers
+        failure = fake._take_failure()
+        if failure is not None and failure[0] == 429:
+            reset = time.time() + (fake.rate_window_s if failure[1] is None else failure[1])
+            rate_headers["X-RateLimit-Remaining"] = "0"
+            rate_headers["X-RateLimit-Reset"] = str(math.ceil(reset))
+            return 429, _errors_body("too many requests"), rate_headers
+        if failure is not None:
+            return failure[0], _errors_body(HTTPStatus(failure[0]).phrase.lower()), rate_headers
+        if not self._authorized():
+            return 401, {"errors": [_err(INVALID_GRANT, None)]}, rate_headers
+        allowed, rate_headers = fake._rate(consume=True)
+        if not allowed:
+            return 429, _errors_body("too many requests"), rate_headers
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return 400, {"errors": [_err("Bad Request", None)]}, rate_headers
+        if errors := validate_mail(body):
+            return 400, {"errors": errors}, rate_headers
+        message_id = secrets.token_urlsafe(16)
+        with fake._lock:
+            fake._messages.append(SentMessage(message_id, body, time.time(), fake.api_key))
+        return 202, None, {**rate_headers, "X-Message-Id": message_id}
+
+    def _suppressions(self, kind: str, query: str) -> _Reply:
+        if not self._authorized():
+            return 401, {"errors": [_err(INVALID_GRANT, None)]}, {}
+        params = {
+            k: v[-1] for k, v in parse_qs(query).items() if k in ("start_time", "end_time", "limit", "offset")
+        }
+        if bad := [k for k, v in params.items() if not re.fullmatch(r"-?\d+", v)]:
+            return 400, _errors_body(f"{bad[0]} must be an integer", bad[0]), {}
+        limit = min(int(params.get("limit", SUPPRESSION_PAGE_MAX)), SUPPRESSION_PAGE_MAX)
+        offset = int(params.get("offset", 0))
+        if limit < 1 or offset < 0:
+            return (
+                400,
+                _errors_body("limit must be >= 1, offset >= 0", "limit" if limit < 1 else "offset"),
+                {},
+            )
+        start, end = int(params.get("start_time", -(2**63))), int(params.get("end_time", 2**63))
+        with self.server.fake._lock:
+            rows = [dict(r) for r in self.server.fake._suppressions[kind] if start <= r["created"] <= end]
+        return 200, rows[offset : offset + limit], {}
+
+    def _inspect(self, path: str) -> _Reply:
+        fake = self.server.fake
+        if path == "/__inspect/messages" and self.command == "GET":
+            return 200, [{"message_id": m.message_id, "body": m.body} for m in fake.messages], {}
+        if path == "/__inspect/reset" and self.command == "POST":
+            fake.reset()
+            return 204, None, {}
+        return 404, _errors_body("not found"), {}
+
+
+class FakeSendGrid:
+    """SendGrid v3 stand-in on 127.0.0.1 (random port); see the module docstring."""
+
+    _window_start: float
+
+    def __init__(
+        self,
+        api_key: str = "SG.test-key",
+        *,
+        rate_limit: int | None = None,
+        rate_window_s: float = 1.0,
+        latency_s: float = 0.0,
+        fail_ratio: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.api_key, self.rate_limit, self.rate_window_s = api_key, rate_limit, rate_window_s
+        self.latency_s, self.fail_ratio, self.seed = latency_s, fail_ratio, seed
+        self._lock, self._stopping = threading.Lock(), threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    @property
+    def host(self) -> str:
+        """``http://127.0.0.1:PORT`` (no ``/v3``: the client appends it); valid after start()."""
+        if self._server is None:
+            raise RuntimeError("FakeSendGrid is not started")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> FakeSendGrid:
+        if self._server is not None:
+            raise RuntimeError("FakeSendGrid already started")
+        self._stopping.clear()
+        self._server = server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop serving, close live connections and wait (up to ``timeout_s``) for handler threads."""
+        server, thread, deadline = self._server, self._thread, time.monotonic() + timeout_s
+        if server is None or thread is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in latency_s
+        server.shutdown()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:  # unblock handlers waiting on idle keep-alive connections
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        while self._conns and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.server_close()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeSendGrid:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def fail_next(self, n: int, status: int = 500, *, retry_after_s: float | None = None) -> None:
+        """The next ``n`` mail/send calls answer ``status``; 429 sets X-RateLimit-Reset=now+retry_after_s."""
+        if n < 0 or not 400 <= status <= 599:
+            raise ValueError("n must be >= 0 and status a 4xx/5xx code")
+        with self._lock:
+            self._failures.extend([(status, retry_after_s)] * n)
+
+    def drop_next(self, n: int) -> None:
+        """The next ``n`` API requests are read, then their connection is closed without an answer."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            self._drops += n
+
+    def _take_failure(self) -> tuple[int, float | None] | None:
+        with self._lock:
+            if self._failures:
+                return self._failures.popleft()
+            if self.fail_ratio > 0 and self._rng.random() < self.fail_ratio:
+                return self._rng.choice((429, 500, 503)), None
+        return None
+
+    def _rate(self, *, consume: bool) -> tuple[bool, dict[str, str]]:
+        """Fixed window of ``rate_window_s`` seconds; returns (allowed, X-RateLimit-* headers)."""
+        if (limit := self.rate_limit) is None:
+            return True, {}
+        with self._lock:
+            if (now := time.time()) >= self._window_start + self.rate_window_s:
+                self._window_start, self._window_count = now, 0
+            allowed = self._window_count < limit
+            self._window_count += allowed and consume
+            reset = math.ceil(self._window_start + self.rate_window_s)
+            values = (limit, max(0, limit - self._window_count), reset)
+        names = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+        return allowed, {name: str(value) for name, value in zip(names, values, strict=True)}
+
+    @property
+    def messages(self) -> list[SentMessage]:
+        """Snapshot (a copy, taken under the lock) of the accepted messages, oldest first."""
+        with self._lock:
+            return list(self._messages)
+
+    @property
+    def requests_total(self) -> int:
+        """API requests received (``/__inspect/*`` excluded, dropped ones included)."""
+        with self._lock:
+            return self._requests_total
+
+    @property
+    def statuses(self) -> Counter[int]:
+        """Snapshot of API response status counts (dropped requests have none)."""
+        with self._lock:
+            return Counter(self._statuses)
+
+    def add_bounce(
+        self,
+        email: str,
+        reason: str = "550 5.1.1 unknown user",
+        status: str = "5.1.1",
+        created: int | None = None,
+        kind: str = "bounces",
+    ) -> None:
+        """Add an entry to a suppression list: ``bounces``, ``blocks`` or ``invalid_emails``."""
+        if kind not in SUPPRESSION_KINDS:
+            raise ValueError(f"kind must be one of {SUPPRESSION_KINDS}")
+        row = {"created": int(time.time() if created is None else created), "email": email, "reason": reason}
+        if kind != "invalid_emails":  # SendGrid's invalid_emails entries have no status
+            row["status"] = status
+        with self._lock:
+            self._suppressions[kind].append(row)
+
+    def reset(self) -> None:
+        """Forget messages, counters, suppressions, pending faults and the rate window (config is kept)."""
+        with self._lock:
+            self._messages: list[SentMessage] = []
+            self._statuses: Counter[int] = Counter()
+            self._suppressions: dict[str, list[dict[str, Any]]] = {k: [] for k in SUPPRESSION_KINDS}
+            self._failures: deque[tuple[int, float | None]] = deque()
+            self._requests_total = self._drops = self._window_count = 0
+            self._window_start = 0.0
+            self._rng = random.Random(self.seed)

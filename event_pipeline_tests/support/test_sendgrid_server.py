@@ -1,0 +1,384 @@
+"""FakeSendGrid driven over HTTP by the real ``sendgrid`` client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.client import RemoteDisconnected
+from typing import Any
+from urllib.error import URLError
+
+import pytest
+from python_http_client.exceptions import (
+    BadRequestsError,
+    HTTPError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import (
+    Attachment,
+    ContentId,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    Mail,
+)
+
+from .sendgrid_server import INVALID_GRANT, FakeSendGrid
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid() as server:
+        yield server
+
+
+def client_for(fake: FakeSendGrid, api_key: str | None = None) -> SendGridAPIClient:
+    client = SendGridAPIClient(api_key=api_key or fake.api_key, host=fake.host)
+    client.client.timeout = 5  # nothing may hang
+    return client
+
+
+def mail(**kwargs: Any) -> Mail:
+    fields: dict[str, Any] = {
+        "from_email": "events@example.com",
+        "to_emails": "ada@example.org",
+        "subject": "Your ticket",
+        "plain_text_content": "Hello Ada",
+        "html_content": "<p>Hello Ada</p>",
+    }
+    fields.update(kwargs)
+    return Mail(**{k: v for k, v in fields.items() if v is not None})
+
+
+def inline_logo(content_id: str | None) -> Mail:
+    message = mail()
+    attachment = Attachment(
+        FileContent(PNG), FileName("logo.png"), FileType("image/png"), Disposition("inline")
+    )
+    if content_id is not None:
+        attachment.content_id = ContentId(content_id)
+    message.attachment = attachment
+    return message
+
+
+def status_of(client: SendGridAPIClient, body: Mail | dict[str, Any]) -> int:
+    try:
+        return int(client.send(body).status_code)
+    except HTTPError as exc:
+        return int(exc.status_code)
+
+
+def inspect(fake: FakeSendGrid, path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(fake.host + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else response.status
+
+
+def test_send_is_accepted_with_message_id(fake: FakeSendGrid) -> None:
+    response = client_for(fake).send(mail())
+
+    assert response.status_code == 202
+    assert response.body == b""
+    message_id = response.headers["X-Message-Id"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16,}", message_id)
+    assert response.headers.get("X-RateLimit-Limit") is None  # no rate_limit configured
+    [sent] = fake.messages
+    assert sent.message_id == message_id and sent.api_key == fake.api_key
+    assert sent.body["personalizations"][0]["to"] == [{"email": "ada@example.org"}]
+    assert [c["type"] for c in sent.body["content"]] == ["text/plain", "text/html"]
+    assert inspect(fake, "/__inspect/messages") == [{"message_id": message_id, "body": sent.body}]
+
+
+def test_wrong_api_key_is_401_with_documented_body(fake: FakeSendGrid) -> None:
+    with pytest.raises(UnauthorizedError) as excinfo:
+        client_for(fake, api_key="SG.wrong").send(mail())
+
+    assert excinfo.value.status_code == 401
+    assert json.loads(excinfo.value.body) == {
+        "errors": [{"message": INVALID_GRANT, "field": None, "help": None}]
+    }
+    assert fake.messages == []
+
+
+TWO_RECIPIENTS = [{"to": [{"email": "ada@example.org"}], "cc": [{"email": "ADA@example.org"}]}]
+INVALID_BODIES: dict[str, tuple[Callable[[], Any], list[str]]] = {
+    "missing subject": (lambda: mail(subject=None), ["subject"]),
+    "missing from": (lambda: mail(from_email=None), ["from"]),
+    "custom_args not strings": (lambda: _with_custom_arg(mail(), "attempt", 3), ["custom_args.attempt"]),
+    "inline attachment without content_id": (lambda: inline_logo(None), ["attachments.0.content_id"]),
+    "bad recipient address": (
+        lambda: {**mail().get(), "personalizations": [{"to": [{"email": "ada at example.org"}]}]},
+        ["personalizations.0.to.0.email"],
+    ),
+    "html before plain text": (
+        lambda: {
+            **mail(plain_text_content=None).get(),
+            "content": [{"type": "text/html", "value": "<p>x</p>"}, {"type": "text/plain", "value": "x"}],
+        },
+        ["content"],
+    ),
+    "several errors at once": (
+        lambda: {"personalizations": [{"to": []}], "content": [{"type": "text/plain", "value": ""}]},
+        ["personalizations.0.to", "from", "subject", "content.0.value"],
+    ),
+    "duplicate address across to and cc": (
+        lambda: {**mail().get(), "personalizations": TWO_RECIPIENTS},
+        ["personalizations.0"],
+    ),
+    "more than 1000 recipients": (
+        lambda: {
+            **mail().get(),
+            "personalizations": [{"to": [{"email": f"p{i}@example.org"} for i in range(1001)]}],
+        },
+        ["personalizations"],
+    ),
+}
+
+
+def _with_custom_arg(message: Mail, key: str, value: Any) -> Mail:
+    message.custom_arg = CustomArg(key, value)
+    return message
+
+
+@pytest.mark.parametrize("case", list(INVALID_BODIES), ids=list(INVALID_BODIES))
+def test_invalid_mail_is_400_naming_the_fields(fake: FakeSendGrid, case: str) -> None:
+    build, expected_fields = INVALID_BODIES[case]
+
+    with pytest.raises(BadRequestsError) as excinfo:
+        client_for(fake).send(build())
+
+    assert excinfo.value.status_code == 400
+    errors = json.loads(excinfo.value.body)["errors"]
+    assert [e["field"] for e in errors] == expected_fields
+    for error in errors:
+        assert set(error) == {"message", "field", "help"} and error["message"]
+        assert error["help"].startswith("http://sendgrid.com/docs/")
+    assert fake.messages == []
+
+
+def test_custom_args_error_message_names_the_types(fake: FakeSendGrid) -> None:
+    with pytest.raises(BadRequestsError) as excinfo:
+        client_for(fake).send(_with_custom_arg(mail(), "attempt", 3))
+
+    [error] = json.loads(excinfo.value.body)["errors"]
+    assert error["message"] == "Invalid type. Expected: string, given: integer."
+
+
+def test_subject_is_optional_with_personalization_subjects_or_template(fake: FakeSendGrid) -> None:
+    client = client_for(fake)
+    base = mail(subject=None).get()
+    per_personalization = {
+        **base,
+        "personalizations": [{"to": [{"email": "a@example.org"}], "subject": "Hi"}],
+    }
+    templated = {"from": base["from"], "personalizations": base["personalizations"], "template_id": "d-0123"}
+
+    assert status_of(client, per_personalization) == 202
+    assert status_of(client, templated) == 202
+    assert status_of(client, base) == 400
+
+
+def test_inline_attachment_with_content_id_is_accepted(fake: FakeSendGrid) -> None:
+    assert client_for(fake).send(inline_logo("logo")).status_code == 202
+
+    [attachment] = fake.messages[0].body["attachments"]
+    assert attachment == {
+        "content": PNG,
+        "filename": "logo.png",
+        "type": "image/png",
+        "disposition": "inline",
+        "content_id": "logo",
+    }
+
+
+def test_payload_over_30_mb_is_413_and_server_keeps_working(fake: FakeSendGrid) -> None:
+    client = client_for(fake)
+    huge = mail()
+    huge.attachment = Attachment(FileContent("A" * (31 * 1024 * 1024)), FileName("big.bin"))
+
+    with pytest.raises(PayloadTooLargeError) as excinfo:
+        client.send(huge)
+
+    assert excinfo.value.status_code == 413
+    assert json.loads(excinfo.value.body)["errors"][0]["message"]
+    assert fake.messages == []
+    assert client.send(mail()).status_code == 202
+
+
+def test_rate_limit_answers_429_with_reset_in_the_future() -> None:
+    with FakeSendGrid(rate_limit=2, rate_window_s=60) as fake:
+        client = client_for(fake)
+        first, second = client.send(mail()), client.send(mail())
+        with pytest.raises(TooManyRequestsError) as excinfo:
+            client.send(mail())
+
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("2", "1")
+    assert second.headers["X-RateLimit-Remaining"] == "0"
+    assert excinfo.value.status_code == 429
+    assert json.loads(excinfo.value.body) == {"errors": [{"field": None, "message": "too many requests"}]}
+    assert excinfo.value.headers["X-RateLimit-Remaining"] == "0"
+    assert int(excinfo.value.headers["X-RateLimit-Reset"]) > time.time()
+    assert len(fake.messages) == 2
+
+
+def test_rate_limit_window_resets() -> None:
+    with FakeSendGrid(rate_limit=1, rate_window_s=0.3) as fake:
+        client = client_for(fake)
+        statuses = [status_of(client, mail()), status_of(client, mail())]
+        time.sleep(0.35)
+        statuses.append(status_of(client, mail()))
+
+    assert statuses == [202, 429, 202]
+
+
+def test_fail_next_answers_500_then_503_then_recovers(fake: FakeSendGrid) -> None:
+    client = client_for(fake)
+    fake.fail_next(1, 500)
+    fake.fail_next(1, 503)
+
+    with pytest.raises(InternalServerError):
+        client.send(mail())
+    with pytest.raises(ServiceUnavailableError):
+        client.send(mail())
+    assert client.send(mail()).status_code == 202
+
+    assert fake.statuses == Counter({500: 1, 503: 1, 202: 1})
+    assert len(fake.messages) == 1
+
+
+def test_fail_next_429_sets_reset_from_retry_after(fake: FakeSendGrid) -> None:
+    fake.fail_next(1, 429, retry_after_s=30)
+    before = time.time()
+
+    with pytest.raises(TooManyRequestsError) as excinfo:
+        client_for(fake).send(mail())
+
+    assert before + 29 <= int(excinfo.value.headers["X-RateLimit-Reset"]) <= time.time() + 31
+    assert client_for(fake).send(mail()).status_code == 202
+
+
+def test_drop_next_closes_the_connection_without_answer(fake: FakeSendGrid) -> None:
+    client = client_for(fake)
+    fake.drop_next(1)
+    started = time.monotonic()
+
+    with pytest.raises((RemoteDisconnected, URLError, ConnectionError)) as excinfo:
+        client.send(mail())
+
+    assert time.monotonic() - started < 4, "must fail fast, not by client timeout"
+    assert not isinstance(excinfo.value, TimeoutError)
+    assert not isinstance(getattr(excinfo.value, "reason", None), TimeoutError)
+    assert client.send(mail()).status_code == 202
+    assert fake.requests_total == 2 and fake.statuses == Counter({202: 1})
+
+
+def test_fail_ratio_is_seeded_and_reproducible() -> None:
+    runs = []
+    for _ in range(2):
+        with FakeSendGrid(fail_ratio=0.5, seed=7) as fake:
+            client = client_for(fake)
+            runs.append([status_of(client, mail()) for _ in range(30)])
+
+    assert runs[0] == runs[1]
+    failures = [s for s in runs[0] if s != 202]
+    assert 5 <= len(failures) <= 25
+    assert set(failures) <= {429, 500, 503}
+
+
+def test_suppression_lists_filter_by_time_and_page(fake: FakeSendGrid) -> None:
+    for created, email in [(1000, "a@example.org"), (2000, "b@example.org"), (3000, "c@example.org")]:
+        fake.add_bounce(email, created=created)
+    fake.add_bounce("d@example.org", reason="blocked by policy", status="4.0.0", created=2000, kind="blocks")
+    fake.add_bounce("e@example", reason="Bad Syntax", created=2000, kind="invalid_emails")
+    suppression = client_for(fake).client.suppression
+
+    def get(kind: str, **params: int) -> Any:
+        return json.loads(suppression._(kind).get(query_params=params).body)
+
+    window = get("bounces", start_time=1500, end_time=3000)
+    assert window == [
+        {"created": 2000, "email": "b@example.org", "reason": "550 5.1.1 unknown user", "status": "5.1.1"},
+        {"created": 3000, "email": "c@example.org", "reason": "550 5.1.1 unknown user", "status": "5.1.1"},
+    ]
+    assert [b["email"] for b in get("bounces", end_time=1999)] == ["a@example.org"]
+    assert [b["email"] for b in get("bounces", limit=1, offset=1)] == ["b@example.org"]
+    assert [b["email"] for b in get("blocks")] == ["d@example.org"]
+    assert get("invalid_emails") == [{"created": 2000, "email": "e@example", "reason": "Bad Syntax"}]
+    with pytest.raises(UnauthorizedError):
+        client_for(fake, api_key="SG.wrong").client.suppression.bounces.get()
+
+
+def test_unknown_path_is_404_with_errors_body(fake: FakeSendGrid) -> None:
+    with pytest.raises(NotFoundError) as excinfo:
+        client_for(fake).client.no.such.endpoint.get()
+
+    assert json.loads(excinfo.value.body)["errors"][0]["message"] == "not found"
+
+
+def test_concurrent_sends_are_all_accepted_with_unique_ids() -> None:
+    with FakeSendGrid(latency_s=0.02) as fake:
+
+        def send(i: int) -> str:
+            response = client_for(fake).send(mail(to_emails=f"p{i}@example.org"))
+            assert response.status_code == 202
+            return str(response.headers["X-Message-Id"])
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            ids = list(pool.map(send, range(200)))
+        elapsed = time.monotonic() - started
+
+    assert len(set(ids)) == 200
+    assert {m.message_id for m in fake.messages} == set(ids)
+    assert fake.statuses == Counter({202: 200})
+    assert elapsed < 3.0, f"200 sends took {elapsed:.2f}s; serial handling would need >= 4s"
+
+
+def test_inspect_reset_over_http_clears_state(fake: FakeSendGrid) -> None:
+    client_for(fake).send(mail())
+    fake.add_bounce("a@example.org")
+
+    assert inspect(fake, "/__inspect/reset", method="POST") == 204
+
+    assert fake.messages == [] and fake.requests_total == 0 and fake.statuses == Counter()
+    assert inspect(fake, "/__inspect/messages") == []
+    assert json.loads(client_for(fake).client.suppression.bounces.get().body) == []
+
+
+def test_stop_closes_idle_connections_and_frees_the_port() -> None:
+    fake = FakeSendGrid().start()
+    port = int(fake.host.rsplit(":", 1)[1])
+    client_for(fake).send(mail())
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # keeps a handler thread waiting
+    time.sleep(0.1)
+
+    started = time.monotonic()
+    fake.stop()
+
+    assert time.monotonic() - started < 3
+    assert idle.recv(1) == b""  # the server closed it
+    idle.close()
+    assert not [t for t in threading.enumerate() if "process_request_thread" in t.name]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    with pytest.raises(RuntimeError):
+        _ = fake.host
