@@ -111,7 +111,9 @@ def event() -> None:
 @click.option("--starts-at", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]), default=None)
 @click.option("--location", default="")
 @click.option("--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True)
-def event_add(slug: str, name: str, organiser_email: str, starts_at: datetime | None, location: str, language: str) -> None:
+def event_add(
+    slug: str, name: str, organiser_email: str, starts_at: datetime | None, location: str, language: str
+) -> None:
     """Create event SLUG; its inbox folder is var/inbox/SLUG/."""
     from event_pipeline.store.events import EventError, create_event
 
@@ -230,8 +232,17 @@ def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors
     from event_pipeline.schemas import dedupe_in_file, validate_participants
 
     report: dict[str, Any] = {
-        "status": "rejected", "reason": None, "format": None, "encoding": None, "header_row": None,
-        "columns": {}, "rows": 0, "valid": 0, "invalid": 0, "duplicates_in_file": 0, "empty_rows": 0,
+        "status": "rejected",
+        "reason": None,
+        "format": None,
+        "encoding": None,
+        "header_row": None,
+        "columns": {},
+        "rows": 0,
+        "valid": 0,
+        "invalid": 0,
+        "duplicates_in_file": 0,
+        "empty_rows": 0,
         "errors": [],
     }
     try:
@@ -242,9 +253,15 @@ def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors
         outcome = validate_participants(parsed.frame)
         dupes = dedupe_in_file(outcome.valid).duplicates
         report |= {
-            "format": parsed.format, "encoding": parsed.encoding, "header_row": parsed.header_row,
-            "columns": parsed.columns, "rows": parsed.rows, "valid": len(outcome.valid),
-            "invalid": outcome.invalid_rows, "duplicates_in_file": len(dupes), "empty_rows": parsed.empty_rows,
+            "format": parsed.format,
+            "encoding": parsed.encoding,
+            "header_row": parsed.header_row,
+            "columns": parsed.columns,
+            "rows": parsed.rows,
+            "valid": len(outcome.valid),
+            "invalid": outcome.invalid_rows,
+            "duplicates_in_file": len(dupes),
+            "empty_rows": parsed.empty_rows,
             "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in outcome.errors[:max_errors]],
         }
         if strict and outcome.invalid_rows:
@@ -287,7 +304,7 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
     import dagster as dg
 
     from event_pipeline.defs import defs
-    from event_pipeline.defs.partitions import uploads_partitions
+    from event_pipeline.defs.partitions import UPLOADS
     from event_pipeline.steps.inbox import UnknownEventError, receive_file
 
     started = time.perf_counter()
@@ -298,8 +315,8 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
     ran = False
     if force or up.status not in ("done", "rejected"):
         instance = dg.DagsterInstance.get()
-        if not instance.has_dynamic_partition(uploads_partitions.name, up.id):
-            instance.add_dynamic_partitions(uploads_partitions.name, [up.id])
+        if not instance.has_dynamic_partition(UPLOADS, up.id):
+            instance.add_dynamic_partitions(UPLOADS, [up.id])
         job = defs.resolve_job_def("import_upload")
         result = job.execute_in_process(instance=instance, partition_key=up.id, raise_on_error=False)
         ran = True
@@ -331,15 +348,24 @@ def status(upload_id: str | None, as_json: bool) -> None:
         with _engine().connect() as conn:
             rows = list_uploads(conn)
         data = [
-            {"upload_id": u.id, "status": u.status, "rows": u.rows_in_file, "new": u.loaded_new,
-             "rejected": u.rejected_rows, "file": u.original_name, "created_at": u.created_at}
+            {
+                "upload_id": u.id,
+                "status": u.status,
+                "rows": u.rows_in_file,
+                "new": u.loaded_new,
+                "rejected": u.rejected_rows,
+                "file": u.original_name,
+                "created_at": u.created_at,
+            }
             for u in rows
         ]
         if as_json:
             _echo_json(data)
             return
         for d in data:
-            click.echo(f"{d['upload_id']:<40} {d['status']:<9} rows={d['rows']} new={d['new']} rejected={d['rejected']}")
+            click.echo(
+                f"{d['upload_id']:<40} {d['status']:<9} rows={d['rows']} new={d['new']} rejected={d['rejected']}"
+            )
         return
     summary = _upload_summary(upload_id) | _dagster_progress(upload_id)
     if as_json:

@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def var_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[settin
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real PostgreSQL server on a free loopback port, for the whole session."""
     from event_pipeline_tests.support.postgres import PostgresServer, PostgresUnavailable
 
@@ -58,7 +59,7 @@ def database_url(
         url = f"sqlite:///{var_home.db_file}"
     else:
         server = request.getfixturevalue("postgres_server")
-        url = server.create_database()  # type: ignore[attr-defined]
+        url = server.create_database()
     monkeypatch.setenv("DATABASE_URL", url)
     yield url
     dispose_engines()

@@ -4,8 +4,8 @@
 most of it), so this module is a small QR encoder specialised for one job: byte mode, error
 correction level M, model 2 symbols. Everything per symbol is batched through numpy:
 
-* Reed-Solomon parity is linear over GF(2), so each block's parity bits are one matrix product of
-  its data bits with a per-block-length generator matrix (exact in float32, runs in BLAS).
+* Reed-Solomon parity is linear in the data, so a block's parity is the XOR of one precomputed
+  table row per data byte: a gather and a reduction over the whole batch.
 * Codeword interleaving and zig-zag placement are precomputed as one index array per version.
 * The eight ISO/IEC 18004 mask penalties are evaluated on rows/columns packed into uint64 words,
   so each rule is a handful of shifts, ands and popcounts instead of a per-module loop.
@@ -20,16 +20,17 @@ on a byte boundary, which every short byte-mode payload does (heuer/segno#123, #
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import math
 import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final
@@ -60,9 +61,10 @@ _M_BLOCKS: Final[tuple[tuple[int, ...], ...]] = (
     (30, 1, 50, 4, 51), (22, 6, 36, 2, 37), (22, 8, 37, 1, 38), (24, 4, 40, 5, 41), (24, 5, 41, 5, 42),
     (28, 7, 45, 3, 46), (28, 10, 46, 1, 47), (26, 9, 43, 4, 44), (26, 3, 44, 11, 45), (26, 3, 41, 13, 42),
     (26, 17, 42), (28, 17, 46), (28, 4, 47, 14, 48), (28, 6, 45, 14, 46), (28, 8, 47, 13, 48),
-    (28, 19, 46, 4, 47), (28, 22, 45, 3, 46), (28, 3, 45, 23, 46), (28, 21, 45, 7, 46), (28, 19, 47, 10, 48),
-    (28, 2, 46, 29, 47), (28, 10, 46, 23, 47), (28, 14, 46, 21, 47), (28, 14, 46, 23, 47), (28, 12, 47, 26, 48),
-    (28, 6, 47, 34, 48), (28, 29, 46, 14, 47), (28, 13, 46, 32, 47), (28, 40, 47, 7, 48), (28, 18, 47, 31, 48),
+    (28, 19, 46, 4, 47), (28, 22, 45, 3, 46), (28, 3, 45, 23, 46), (28, 21, 45, 7, 46),
+    (28, 19, 47, 10, 48), (28, 2, 46, 29, 47), (28, 10, 46, 23, 47), (28, 14, 46, 21, 47),
+    (28, 14, 46, 23, 47), (28, 12, 47, 26, 48), (28, 6, 47, 34, 48), (28, 29, 46, 14, 47),
+    (28, 13, 46, 32, 47), (28, 40, 47, 7, 48), (28, 18, 47, 31, 48),
 )  # fmt: skip
 
 _EC_LEVEL_BITS_M: Final = 0b00  # level M is 00 in the format information, not 01
@@ -182,7 +184,7 @@ def _rs_parity(block: bytes, degree: int) -> bytes:
     rem = [0] * degree
     for byte in block:
         factor = byte ^ rem[0]
-        rem = rem[1:] + [0]
+        rem = [*rem[1:], 0]
         if factor:
             lf = _GF_LOG[factor]
             for j, g in enumerate(gen):
@@ -191,8 +193,8 @@ def _rs_parity(block: bytes, degree: int) -> bytes:
     return bytes(rem)
 
 
-@lru_cache(maxsize=None)
-def _parity_table(n_data: int, degree: int) -> U64:
+@cache
+def _parity_table(n_data: int, degree: int) -> npt.NDArray[np.uint64]:
     """(n_data, 256, words) table with parity(block) = XOR_j table[j, block[j]].
 
     RS parity is linear over GF(256), so it is the XOR of each data byte's contribution, and the
@@ -235,7 +237,7 @@ def _alignment_positions(version: int) -> list[int]:
     size = 17 + 4 * version
     count = version // 7 + 2
     step = 26 if version == 32 else (version * 4 + count * 2 + 1) // (count * 2 - 2) * 2
-    return [6] + sorted(size - 7 - i * step for i in range(count - 1))
+    return [6, *sorted(size - 7 - i * step for i in range(count - 1))]
 
 
 # -- per-version layout -------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def _pack_lines(bits: U8) -> Words:
     return words.reshape(bits.shape[:-1])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layout(version: int) -> _Layout:
     size = 17 + 4 * version
     base = np.zeros((size, size), dtype=np.uint8)
@@ -366,9 +368,7 @@ def _layout(version: int) -> _Layout:
     capacity = sum(lengths)
     # Interleave: data codeword i of every block in turn, then parity codeword i of every block.
     starts = np.cumsum([0, *lengths[:-1]])
-    codewords = [
-        int(starts[b]) + i for i in range(max(lengths)) for b in range(len(lengths)) if i < lengths[b]
-    ]
+    codewords = [int(starts[b]) + i for i in range(max(lengths)) for b in range(len(lengths)) if i < lengths[b]]
     codewords += [capacity + b * ec_len + i for i in range(ec_len) for b in range(len(lengths))]
     # Remainder modules (0, 3, 4 or 7 of them) get no bits: they stay light before masking.
     place = np.asarray(order[: 8 * len(codewords)], dtype=np.intp)
@@ -444,9 +444,7 @@ def _line_penalties(lines: Words, size: int) -> tuple[npt.NDArray[np.int64], npt
     # Rule 3: dark-light-dark-dark-dark-light-dark at p, with four light modules before or after;
     # modules outside the symbol count as light (the quiet zone).
     inv = ~lines & full
-    pattern = (
-        lines & shr(inv, 1) & shr(lines, 2) & shr(lines, 3) & shr(lines, 4) & shr(inv, 5) & shr(lines, 6)
-    )
+    pattern = lines & shr(inv, 1) & shr(lines, 2) & shr(lines, 3) & shr(lines, 4) & shr(inv, 5) & shr(lines, 6)
     dark_ahead = lines | shr(lines, 1) | shr(lines, 2) | shr(lines, 3)  # bit p: dark in p..p+3
     dark_behind = lines | shl(lines, 1) | shl(lines, 2) | shl(lines, 3)  # bit p: dark in p-3..p
     light_before = ~shl(dark_behind, 1)
@@ -456,8 +454,8 @@ def _line_penalties(lines: Words, size: int) -> tuple[npt.NDArray[np.int64], npt
     overlapping = candidates & (shl(candidates, 4) | shl(candidates, 6))
     for idx in zip(*np.nonzero(overlapping), strict=True):
         line_idx = tuple(int(i) for i in idx)
-        word = int(candidates[line_idx])
-        n3[line_idx[:-1]] += _n3_exact(word) - bin(word).count("1")
+        found = int(candidates[line_idx])
+        n3[line_idx[:-1]] += _n3_exact(found) - found.bit_count()
     return n1, n3
 
 
@@ -469,7 +467,8 @@ def _penalties(rows: Words, cols: Words, size: int) -> npt.NDArray[np.int64]:
     word: Callable[[int], Any] = np.uint64 if rows.dtype == np.uint64 else int
     top, bottom = rows[..., :-1], rows[..., 1:]
     one = word(1)
-    block = ~(top ^ (top >> one)) & ~(bottom ^ (bottom >> one)) & ~(top ^ bottom) & word((1 << (size - 1)) - 1)
+    pairs = word((1 << (size - 1)) - 1)
+    block = ~(top ^ (top >> one)) & ~(bottom ^ (bottom >> one)) & ~(top ^ bottom) & pairs
     n2 = 3 * _popcount(block).sum(axis=-1)
     # Rule 4: 10 points per full 5 % the dark share deviates from 50 %; same float steps as the
     # reference so boundary cases truncate identically.
@@ -485,9 +484,7 @@ def _encode_group(payloads: Sequence[tuple[bytes, bool]], layout: _Layout) -> tu
     """Matrices (N, S, S; 1 = dark) and chosen masks for payloads that all use ``layout``'s version."""
     n = len(payloads)
     size = layout.size
-    stream = b"".join(
-        _data_codeword_bytes(data, eci, layout.version, layout.capacity) for data, eci in payloads
-    )
+    stream = b"".join(_data_codeword_bytes(data, eci, layout.version, layout.capacity) for data, eci in payloads)
     codewords = np.frombuffer(stream, dtype=np.uint8).reshape(n, layout.capacity)
     parts = [codewords]
     offset = 0
@@ -560,7 +557,7 @@ def _png_images(matrices: U8, scale: int, border: int) -> list[bytes]:
     scanlines[:, :, 1:, 0] = 2
     raw = scanlines.reshape(n, -1)
     head = _PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, width, 1, 0, 0, 0, 0))
-    return [head + _png_chunk(b"IDAT", zlib.compress(raw[i].tobytes(), _ZLIB_LEVEL)) + _PNG_IEND for i in range(n)]
+    return [head + _png_chunk(b"IDAT", zlib.compress(row.tobytes(), _ZLIB_LEVEL)) + _PNG_IEND for row in raw]
 
 
 def render_qr_png(payload: str, *, scale: int = 6, border: int = 4) -> bytes:
@@ -587,10 +584,8 @@ def _write_atomic(path: str, content: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -614,20 +609,20 @@ def _write_chunk(items: Sequence[tuple[str, str]], scale: int, border: int) -> i
     return written
 
 
-def _chunks(items: Sequence[tuple[str, str]], size: int) -> Iterable[Sequence[tuple[str, str]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def write_qr_pngs(
     items: Sequence[tuple[str, Path]], *, scale: int = 6, border: int = 4, workers: int | None = None
 ) -> int:
     """Writes each payload's QR PNG to its path; returns how many files were written.
 
-    Parent directories are created. Each file appears atomically (temp file + ``os.replace``), so
-    readers never see a partial PNG; there is no fsync, so this guards against process crashes, not
-    power loss. All payloads are validated before anything is written. Large batches are split
-    across ``workers`` processes (default: CPU count).
+    Parent directories are created and existing files replaced. Each file appears atomically (a
+    hidden ``.<name>.<pid>-<thread>.tmp`` sibling, then ``os.replace``), so readers never see a
+    partial PNG. There is no fsync: this guards against crashes of the process, not of the machine.
+    Payloads are validated (size) before anything is written; an I/O error mid-way leaves the files
+    written so far in place and propagates.
+
+    ``workers`` processes (default: CPU count) share batches of at least 500 items; they are
+    started with ``forkserver``, so a script calling this needs the ``if __name__ == "__main__"``
+    guard.
     """
     if scale < 1 or border < 0:
         raise ValueError(f"scale must be >= 1 and border >= 0, got scale={scale} border={border}")
@@ -636,7 +631,7 @@ def write_qr_pngs(
     for payload, _ in plain:
         data, eci = _payload_bytes(payload)
         _choose_version(len(data), eci)  # raises before any file is touched
-    workers = os.cpu_count() or 1 if workers is None else workers
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers <= 1 or len(plain) < _MIN_ITEMS_FOR_PROCESSES:
         return _write_chunk(plain, scale, border)
     chunk = max(_MIN_ITEMS_FOR_PROCESSES, min(_MAX_CHUNK, math.ceil(len(plain) / (workers * 4))))
@@ -644,8 +639,16 @@ def write_qr_pngs(
     # threaded process can deadlock the child.
     method = "forkserver" if os.name == "posix" else "spawn"
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
-        futures = [pool.submit(_write_chunk, part, scale, border) for part in _chunks(plain, chunk)]
-        return sum(f.result() for f in futures)
+        futures = [
+            pool.submit(_write_chunk, plain[start : start + chunk], scale, border)
+            for start in range(0, len(plain), chunk)
+        ]
+        try:
+            return sum(f.result() for f in futures)
+        except BaseException:
+            # Without this the pool would still render every queued chunk before re-raising.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def naive_qr_png(payload: str, path: Path) -> None:

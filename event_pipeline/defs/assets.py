@@ -1,14 +1,18 @@
 """The per-upload assets. Each one is a thin call into ``event_pipeline.steps``; metadata holds
 counts, row numbers and hashed ids only, never emails, phones, names or tokens."""
 
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from event_pipeline.defs.partitions import uploads_partitions
-from event_pipeline.defs.resources import AccessTokensResource, DatabaseResource, MailerResource, StorageResource
+from event_pipeline.defs.resources import (
+    AccessTokensResource,
+    DatabaseResource,
+    MailerResource,
+    StorageResource,
+)
 from event_pipeline.intake import ParsedTable
 from event_pipeline.steps import inbox, messages, rows, tickets
 from event_pipeline.store import deliveries as deliveries_store
@@ -51,8 +55,6 @@ def _reject(reason: str) -> dg.Failure:
 def upload_file(context: dg.AssetExecutionContext, db: DatabaseResource) -> UploadFacts:
     upload = _upload(db, context.partition_key)
     engine = db.engine()
-    from pathlib import Path
-
     stored = Path(upload.stored_path)
     if not stored.is_file():
         raise _reject(f"stored copy of {upload.original_name} is missing ({upload.id})")
@@ -82,10 +84,13 @@ def upload_file(context: dg.AssetExecutionContext, db: DatabaseResource) -> Uplo
     description="Every data row of the file as text, with the row number the organiser sees.",
 )
 def parsed_rows(
-    context: dg.AssetExecutionContext, upload_file: UploadFacts, db: DatabaseResource, storage: StorageResource
+    context: dg.AssetExecutionContext,
+    upload_file: UploadFacts,
+    db: DatabaseResource,
+    storage: StorageResource,
 ) -> ParsedTable:
     upload = _upload(db, upload_file.upload_id)
-    manifest = inbox.read_manifest(inbox.Path(upload.inbox_path)) if upload.inbox_path else inbox.Manifest()
+    manifest = inbox.read_manifest(Path(upload.inbox_path)) if upload.inbox_path else inbox.Manifest()
     try:
         parsed = rows.parse_upload(db.engine(), upload, max_bytes=storage.max_upload_bytes, sheet=manifest.sheet)
     except rows.UploadRejected as exc:
@@ -112,7 +117,10 @@ def parsed_rows(
     description="Rows checked by the pandera schema and normalised; invalid rows go to the error report.",
 )
 def validated_rows(
-    context: dg.AssetExecutionContext, parsed_rows: ParsedTable, db: DatabaseResource, storage: StorageResource
+    context: dg.AssetExecutionContext,
+    parsed_rows: ParsedTable,
+    db: DatabaseResource,
+    storage: StorageResource,
 ) -> rows.ValidatedRows:
     upload = _upload(db, context.partition_key)
     try:
@@ -202,7 +210,9 @@ def qr_codes(
         event_slug=upload_file.event_slug,
         base_url=tokens.checkin_base_url,
     )
-    context.add_output_metadata({"rendered": rendered, "folder": str(tickets.qr_dir(storage.paths(), upload_file.event_slug))})
+    context.add_output_metadata(
+        {"rendered": rendered, "folder": str(tickets.qr_dir(storage.paths(), upload_file.event_slug))}
+    )
     return rendered
 
 
@@ -223,7 +233,7 @@ def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> messag
     retry_policy=TRANSIENT_RETRY,
     kinds={"email"},
     pool="mail",
-    description="One welcome email per participant: queued once, dispatched now; retries are sent by the mail schedule.",
+    description="One welcome email per participant: queued once, sent now; retries go out with the mail schedule.",
 )
 def welcome_emails(
     context: dg.AssetExecutionContext,
@@ -240,7 +250,11 @@ def welcome_emails(
         context.log.info(f"welcome emails: {stats.sent} sent, {stats.retrying} to retry, {stats.failed} failed")
 
     stats = messages.dispatch(
-        engine, mail_context(mailer, tokens), event_id=upload_file.event_id, kinds=("welcome",), progress=progress
+        engine,
+        mail_context(mailer, tokens),
+        event_id=upload_file.event_id,
+        kinds=("welcome",),
+        progress=progress,
     )
     result = {"queued": queued, **stats.as_metadata()}
     context.add_output_metadata(result)
@@ -275,7 +289,11 @@ def import_report(
     ok, parts = rows.invariant_holds(upload)
     uploads_store.update_upload(engine, upload.id, status="done", reason=None)
     notice = messages.notify_organiser(
-        engine, mail_context(mailer, tokens), event_id=upload.event_id, upload_id=upload.id, kind="import_complete"
+        engine,
+        mail_context(mailer, tokens),
+        event_id=upload.event_id,
+        upload_id=upload.id,
+        kind="import_complete",
     )
     inbox.finish_upload_file(engine, storage.paths(), upload, ok=True)
     with engine.connect() as conn:
@@ -293,7 +311,7 @@ def import_report(
             dg.AssetCheckResult(
                 check_name="counts_add_up",
                 passed=ok,
-                metadata=parts,  # type: ignore[arg-type]
+                metadata=parts,
                 severity=dg.AssetCheckSeverity.ERROR,
             )
         ],
@@ -310,7 +328,3 @@ upload_assets = [
     welcome_emails,
     import_report,
 ]
-
-
-def empty_frame() -> pd.DataFrame:  # pragma: no cover - used by tests building inputs
-    return pd.DataFrame()

@@ -1,6 +1,5 @@
 """Jobs: importing one upload, and sending mail that is due (retries, leftovers)."""
 
-
 from datetime import timedelta
 
 import dagster as dg

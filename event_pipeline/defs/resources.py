@@ -1,7 +1,6 @@
 """Resources: one per external system. Secrets arrive through ``dg.EnvVar`` and never show in
 run config; connection URLs come from the environment at use time for the same reason."""
 
-
 import os
 import threading
 from pathlib import Path

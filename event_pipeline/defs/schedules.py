@@ -1,13 +1,12 @@
 """Schedules: reconcile what the sensor or a run missed, and send mail that has come due."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
 import sqlalchemy as sa
 
 from event_pipeline.defs.jobs import import_job, send_due_emails_job
-from event_pipeline.defs.partitions import uploads_partitions
+from event_pipeline.defs.partitions import UPLOADS
 from event_pipeline.defs.resources import DatabaseResource, StorageResource
 from event_pipeline.defs.sensors import pick_up_inbox
 from event_pipeline.store.deliveries import CLAIMABLE
@@ -23,23 +22,28 @@ ACTIVE_STATUSES = [
 ]
 
 
-def reconcile_requests(context: dg.ScheduleEvaluationContext, db: DatabaseResource, storage: StorageResource) -> list[dg.RunRequest]:
+def reconcile_requests(
+    context: dg.ScheduleEvaluationContext, db: DatabaseResource, storage: StorageResource
+) -> list[dg.RunRequest]:
     instance = context.instance
     engine = db.engine()
     requests: list[dg.RunRequest] = []
     # 1. Inbox files the sensor never picked up (sensor off, daemon down).
     pickup = pick_up_inbox(engine, storage.paths(), instance, {}, require_settled=False)
     if pickup.new_partitions:
-        instance.add_dynamic_partitions(uploads_partitions.name, pickup.new_partitions)
+        instance.add_dynamic_partitions(UPLOADS, pickup.new_partitions)
     # 2. Uploads whose import never finished, with no run in flight.
     with engine.connect() as conn:
         open_ids = [
-            str(r[0]) for r in conn.execute(sa.select(uploads.c.id).where(uploads.c.status.in_(("received", "running", "failed"))))
+            str(r[0])
+            for r in conn.execute(
+                sa.select(uploads.c.id).where(uploads.c.status.in_(("received", "running", "failed")))
+            )
         ]
-    known = set(instance.get_dynamic_partitions(uploads_partitions.name))
+    known = set(instance.get_dynamic_partitions(UPLOADS))
     missing = [u for u in open_ids if u not in known]
     if missing:
-        instance.add_dynamic_partitions(uploads_partitions.name, missing)
+        instance.add_dynamic_partitions(UPLOADS, missing)
     for upload_id in open_ids:
         runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": upload_id}, job_name=import_job.name))
         if any(r.dagster_run.status in ACTIVE_STATUSES for r in runs):
@@ -75,7 +79,9 @@ def reconcile_uploads_schedule(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Every 5 minutes: send email retries that have come due (3 tries within 24 h).",
 )
-def send_due_emails_schedule(context: dg.ScheduleEvaluationContext, db: DatabaseResource) -> dg.RunRequest | dg.SkipReason:
+def send_due_emails_schedule(
+    context: dg.ScheduleEvaluationContext, db: DatabaseResource
+) -> dg.RunRequest | dg.SkipReason:
     now = datetime.now(UTC)
     stmt = sa.select(sa.func.count()).where(
         sa.or_(

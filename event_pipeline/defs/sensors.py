@@ -1,6 +1,5 @@
 """Sensors: the inbox watcher, and the organiser's notice when an import run fails for good."""
 
-
 import json
 import os
 import time
@@ -11,8 +10,13 @@ from sqlalchemy.engine import Engine
 
 from event_pipeline.defs.assets import mail_context
 from event_pipeline.defs.jobs import import_job
-from event_pipeline.defs.partitions import uploads_partitions
-from event_pipeline.defs.resources import AccessTokensResource, DatabaseResource, MailerResource, StorageResource
+from event_pipeline.defs.partitions import UPLOADS, uploads_partitions
+from event_pipeline.defs.resources import (
+    AccessTokensResource,
+    DatabaseResource,
+    MailerResource,
+    StorageResource,
+)
 from event_pipeline.settings import Paths
 from event_pipeline.steps import inbox, messages
 from event_pipeline.store import uploads as uploads_store
@@ -31,7 +35,12 @@ class Pickup:
 
 
 def pick_up_inbox(
-    engine: Engine, paths: Paths, instance: dg.DagsterInstance, previous: dict[str, list[str]], *, require_settled: bool
+    engine: Engine,
+    paths: Paths,
+    instance: dg.DagsterInstance,
+    previous: dict[str, list[str]],
+    *,
+    require_settled: bool,
 ) -> Pickup:
     """Receive settled inbox files and request one run per new upload.
 
@@ -52,7 +61,9 @@ def pick_up_inbox(
             out.cursor[key] = [f.fingerprint, ""]
             continue
         try:
-            upload, _created = inbox.receive_file(engine, paths, event_slug=f.event_slug, source=f.path, inbox_path=f.path)
+            upload, _created = inbox.receive_file(
+                engine, paths, event_slug=f.event_slug, source=f.path, inbox_path=f.path
+            )
         except (inbox.UnknownEventError, ValueError) as exc:
             inbox.move_out_of_inbox(paths, event_slug=f.event_slug, source=f.path, ok=False, reason=str(exc))
             out.moved += 1
@@ -60,13 +71,13 @@ def pick_up_inbox(
         if upload.inbox_path != key:
             # Same content as an upload we already have: no second run, and say so beside the file.
             ok = upload.status != "rejected"
-            note = f"identical to upload {upload.id} ({upload.original_name}), status {upload.status}; not imported again"
+            note = f"identical to upload {upload.id} ({upload.original_name}, {upload.status}); not imported again"
             inbox.move_out_of_inbox(paths, event_slug=f.event_slug, source=f.path, ok=ok, reason=note)
             out.moved += 1
             continue
         if upload.status in uploads_store.TERMINAL_STATUSES:
             continue
-        if not instance.has_dynamic_partition(uploads_partitions.name, upload.id) and upload.id not in out.new_partitions:
+        if not instance.has_dynamic_partition(UPLOADS, upload.id) and upload.id not in out.new_partitions:
             out.new_partitions.append(upload.id)
         out.run_requests.append(
             dg.RunRequest(run_key=upload.id, partition_key=upload.id, tags={"event_pipeline/event": f.event_slug})
@@ -81,7 +92,9 @@ def pick_up_inbox(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches var/inbox/<event-slug>/ and starts one import per distinct file content.",
 )
-def inbox_sensor(context: dg.SensorEvaluationContext, db: DatabaseResource, storage: StorageResource) -> dg.SensorResult:
+def inbox_sensor(
+    context: dg.SensorEvaluationContext, db: DatabaseResource, storage: StorageResource
+) -> dg.SensorResult:
     previous = json.loads(context.cursor) if context.cursor else {}
     pickup = pick_up_inbox(db.engine(), storage.paths(), context.instance, previous, require_settled=True)
     return dg.SensorResult(
@@ -135,5 +148,9 @@ def import_failure_sensor(
     uploads_store.update_upload(engine, upload.id, status=status, reason=reason)
     inbox.finish_upload_file(engine, storage.paths(), upload, ok=False, reason=reason)
     messages.notify_organiser(
-        engine, mail_context(mailer, tokens), event_id=upload.event_id, upload_id=upload.id, kind="import_failed"
+        engine,
+        mail_context(mailer, tokens),
+        event_id=upload.event_id,
+        upload_id=upload.id,
+        kind="import_failed",
     )

@@ -51,13 +51,13 @@ def assemble(
     empty_rows = int(len(body) - keep.sum())
 
     mapping = map_headers(header, header_row, has_data)
-    body = body.loc[keep]
-    out = pd.DataFrame({"source_row": body_rows[keep].astype(np.int64)})
+    body = body.loc[keep].reset_index(drop=True)
+    columns: dict[str, pd.Series] = {"source_row": pd.Series(body_rows[keep].astype(np.int64))}
     for field in CANONICAL_FIELDS:
         if field in mapping.canonical:
-            out[field] = body[mapping.canonical[field]].astype("str").to_numpy()
-    out["extra"] = _json_objects(body, mapping.extras).to_numpy()
-    out.index = pd.RangeIndex(len(out))
+            columns[field] = body[mapping.canonical[field]]
+    columns["extra"] = _json_objects(body, mapping.extras)
+    out = pd.DataFrame(columns)
 
     notes = list(warnings) + list(grid.warnings) + mapping.warnings
     skipped_above = int(np.count_nonzero(nonblank_rows_above(cells, index)))

@@ -35,17 +35,21 @@ def _undecodable(encoding: str, exc: UnicodeDecodeError, base: int = 0) -> Intak
     )
 
 
-def _bomless_utf16(data: bytes) -> str | None:
+def bomless_utf16(data: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" if BOM-less bytes look like UTF-16 text, else None.
+
+    ASCII characters (digits, @, commas, line breaks) put a NUL in the high byte of each code
+    unit, so UTF-16 text has many NULs on one byte parity. Some Hangul code units end in 00
+    too (U+B300 대, U+D300 팀), so the other parity may have a few.
+    """
     sample = data[: min(len(data), 4096) // 2 * 2]
-    if len(sample) < 4 or b"\x00" not in sample:
+    if len(sample) < 4:
         return None
     even_nuls, odd_nuls = sample[0::2].count(0), sample[1::2].count(0)
-    half = len(sample) // 2
-    if odd_nuls > half * 0.3 and even_nuls == 0:
-        return "utf-16-le"
-    if even_nuls > half * 0.3 and odd_nuls == 0:
-        return "utf-16-be"
-    return None
+    dominant, other = max(even_nuls, odd_nuls), min(even_nuls, odd_nuls)
+    if dominant < (len(sample) // 2) * 0.2 or other > dominant * 0.1:
+        return None
+    return "utf-16-le" if odd_nuls > even_nuls else "utf-16-be"
 
 
 def decode_text(data: bytes) -> DecodedText:
@@ -60,7 +64,7 @@ def decode_text(data: bytes) -> DecodedText:
             return DecodedText(data.decode("utf-16"), "utf-16")
         except UnicodeDecodeError as exc:
             raise _undecodable("UTF-16", exc) from exc
-    utf16 = _bomless_utf16(data)
+    utf16 = bomless_utf16(data)
     if utf16 is not None:
         try:
             return DecodedText(data.decode(utf16), utf16)

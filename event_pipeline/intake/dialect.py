@@ -15,7 +15,9 @@ def _score(sample: str, delimiter: str) -> tuple[int, int]:
     """(rows agreeing on the most common width > 1, that width) for one candidate.
 
     The csv module does the quote handling, so delimiters inside quoted values do not count.
-    Title rows above the header have one field under every candidate, so they do not vote.
+    Under the true delimiter every record has the same width (Excel pads even title rows with
+    trailing delimiters); a wrong candidate only splits the rows that happen to contain it, and
+    never the header of known column names.
     """
     reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"', strict=False)
     widths = []
@@ -23,9 +25,6 @@ def _score(sample: str, delimiter: str) -> tuple[int, int]:
         for i, row in enumerate(reader):
             if i >= SAMPLE_LINES:
                 break
-            # Trailing empty fields ("a,b,c,") vary between rows in Excel exports; ignore them.
-            while row and row[-1] == "":
-                row.pop()
             if len(row) > 1:
                 widths.append(len(row))
     except csv.Error:

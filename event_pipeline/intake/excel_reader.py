@@ -74,7 +74,9 @@ def _pick_sheet(
                 {"code": "sheet_not_found", "sheets": names},
             )
         rows = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
-        return sheet, rows if _has_content(rows) else None, []
+        if not _has_content(rows):
+            raise IntakeError(f"The sheet '{sheet}' is empty.", {"code": "empty", "sheet": sheet})
+        return sheet, rows, []
     metadata = {m.name: m for m in workbook.sheets_metadata}
     visible = [
         n
@@ -117,6 +119,8 @@ def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[objec
             rows = [list(r) for r in worksheet.iter_rows(min_row=1, min_col=1, values_only=True)]
             if _has_content(rows):
                 return name, rows
+            if sheet is not None:
+                raise IntakeError(f"The sheet '{sheet}' is empty.", {"code": "empty", "sheet": sheet})
         return names[0] if names else "", []
     finally:
         workbook.close()

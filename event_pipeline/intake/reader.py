@@ -13,8 +13,12 @@ from event_pipeline.intake.sniff import sniff_bytes
 from event_pipeline.intake.table import DEFAULT_MAX_BYTES, ParsedTable
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
+def _human(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} bytes"
 
 
 def read_bounded(path: Path, max_bytes: int) -> bytes:
@@ -25,16 +29,19 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
         raise IntakeError(f"File not found: {path.name}", {"code": "not_found"}) from exc
     if size > max_bytes:
         raise IntakeError(
-            f"The file is too large ({_mib(size)}); the limit is {_mib(max_bytes)}. "
+            f"The file is too large ({_human(size)}); the limit is {_human(max_bytes)}. "
             "Split the list into smaller files.",
             {"code": "too_large", "size": size, "limit": max_bytes},
         )
     with path.open("rb") as fh:
         # The file may grow between stat and read (still being copied): never read past the limit.
-        data = fh.read(max_bytes + 1)
+        # Ask for what stat reported (+1 to notice growth): read(n) allocates n bytes up front.
+        data = fh.read(min(size, max_bytes) + 1)
+        if len(data) > size and len(data) <= max_bytes:
+            data += fh.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise IntakeError(
-            f"The file is too large (over {_mib(max_bytes)}).",
+            f"The file is too large (over {_human(max_bytes)}).",
             {"code": "too_large", "size": len(data), "limit": max_bytes},
         )
     return data

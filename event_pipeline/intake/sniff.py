@@ -11,6 +11,7 @@ import io
 import zipfile
 from pathlib import Path
 
+from event_pipeline.intake.decode import bomless_utf16
 from event_pipeline.intake.errors import IntakeError
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -141,7 +142,7 @@ def _classify_text(head: bytes) -> str:
         if b"urn:schemas-microsoft-com:office:spreadsheet" in stripped.lower():
             raise _reject("an Excel 2003 XML spreadsheet", "Open it in Excel and save as XLSX. ")
         raise _reject("an XML document")
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and not _looks_like_utf16(head):
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and bomless_utf16(head) is None:
         offset = head.index(b"\x00")
         raise IntakeError(
             f"This file is not a spreadsheet: it contains binary data (a NUL byte at byte offset {offset}). "
@@ -149,17 +150,6 @@ def _classify_text(head: bytes) -> str:
             {"code": "not_a_table", "looks_like": "binary data", "offset": offset},
         )
     return "csv"
-
-
-def _looks_like_utf16(head: bytes) -> bool:
-    """BOM-less UTF-16 of mostly ASCII/Hangul text has NULs on one parity only."""
-    sample = head[: len(head) - len(head) % 2][:4096]
-    if len(sample) < 4:
-        return False
-    even_nuls = sample[0::2].count(0)
-    odd_nuls = sample[1::2].count(0)
-    half = len(sample) // 2
-    return (odd_nuls > half * 0.3 and even_nuls == 0) or (even_nuls > half * 0.3 and odd_nuls == 0)
 
 
 def sniff_bytes(data: bytes) -> str:

@@ -1,26 +1,57 @@
-"""Send claimed deliveries with bounded concurrency and record each outcome."""
+"""Send due deliveries with bounded concurrency and record each outcome as soon as it is known.
+
+Shape of one dispatch: the calling thread claims only as many deliveries as the worker pool
+can start right away (plus a small read-ahead), builds their messages, hands them to the pool,
+and writes outcomes to the database as requests return. Workers never touch the database, so
+one connection serves any number of workers and outcomes are committed in natural groups.
+
+What is *not* due now is left for later: a retry in 5 minutes or 2 hours belongs to the
+``send_due_emails`` schedule, not to a run held open. The one exception is a short wait
+(``max_wait_s``, default 5 s) for deliveries that come due very soon, which is what a 429 with
+a near X-RateLimit-Reset produces; the dispatch sleeps (never spins) until then, within a total
+``wait_budget_s``. See docs/email.md.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from event_pipeline.mail import policy
 from event_pipeline.mail.message import OutgoingMessage
-from event_pipeline.mail.policy import MAX_ATTEMPTS, next_attempt_at
-from event_pipeline.mail.senders import PermanentSendError, Sender, TransientSendError
+from event_pipeline.mail.policy import MAX_ATTEMPTS
+from event_pipeline.mail.senders import (
+    PermanentSendError,
+    RateLimitedError,
+    Sender,
+    SenderUnavailableError,
+    TransientSendError,
+    redact,
+)
 from event_pipeline.store import deliveries as store
-from event_pipeline.store.deliveries import Delivery
+from event_pipeline.store.deliveries import Delivery, Outcome
 
 log = logging.getLogger(__name__)
 
 MessageBuilder = Callable[[list[Delivery]], dict[int, OutgoingMessage]]
+Clock = Callable[[], datetime]
+_ERROR_MAX = 500
+_MIN_NAP_S = 0.05
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class DispatchAborted(RuntimeError):
+    """The provider refused our credentials or sender; claims were put back, nothing was failed."""
 
 
 @dataclass
@@ -30,6 +61,9 @@ class DispatchStats:
     retrying: int = 0
     failed: int = 0
     skipped: int = 0
+    throttled: int = 0
+    waited_s: float = 0.0
+    # Attempt number a delivery was sent on (1 = first try): the retry histogram.
     attempts: Counter[int] = field(default_factory=Counter)
 
     def as_metadata(self) -> dict[str, int]:
@@ -39,24 +73,70 @@ class DispatchStats:
             "retrying": self.retrying,
             "failed": self.failed,
             "skipped": self.skipped,
+            "throttled": self.throttled,
         }
 
+    def count(self, delivery: Delivery, outcome: Outcome) -> None:
+        if outcome.status == "sent":
+            self.sent += 1
+            self.attempts[delivery.attempts] += 1
+        elif outcome.status == "awaiting_retry":
+            self.retrying += 1
+        elif outcome.status == "failed":
+            self.failed += 1
+        else:
+            self.skipped += 1
 
-def _attempt(sender: Sender, delivery: Delivery, message: OutgoingMessage) -> dict[str, Any]:
-    now = datetime.now(UTC)
+
+def attempt(sender: Sender, delivery: Delivery, message: OutgoingMessage, now: datetime) -> Outcome:
+    """Send one claimed delivery and turn the result into the row's next state.
+
+    Raises ``SenderUnavailableError`` (the whole dispatch must stop); everything else becomes
+    an ``Outcome``. Error texts are redacted of addresses before they can reach the database.
+    """
+    assert delivery.claimed_at is not None
+    base = {"delivery_id": delivery.id, "claimed_at": delivery.claimed_at}
     try:
         result = sender.send(message)
+    except SenderUnavailableError:
+        raise
     except PermanentSendError as exc:
-        return {"id": delivery.id, "status": "failed", "last_error": str(exc)[:500]}
-    except TransientSendError as exc:
-        when = next_attempt_at(delivery.attempts, now, delivery.created_at, exc.retry_at)
+        return Outcome(**base, status="failed", last_error=redact(str(exc))[:_ERROR_MAX])
+    except RateLimitedError as exc:
+        when = policy.after_throttle(now, delivery.created_at, exc.retry_at)
         if when is None:
-            return {"id": delivery.id, "status": "failed", "last_error": f"gave up: {exc}"[:500]}
-        return {"id": delivery.id, "status": "awaiting_retry", "last_error": str(exc)[:500], "next_attempt_at": when}
-    except Exception as exc:  # an unexpected sender bug must not leave the row stuck in `sending`
+            return Outcome(**base, status="failed", last_error=f"gave up after 24 h: {redact(str(exc))}"[:_ERROR_MAX])
+        return Outcome(
+            **base, status="awaiting_retry", last_error=redact(str(exc))[:_ERROR_MAX], next_attempt_at=when,
+            refund_attempt=True,
+        )
+    except TransientSendError as exc:
+        return _retry_or_fail(delivery, now, redact(str(exc)))
+    except Exception as exc:
+        # A bug in a sender must not leave the row in `sending`, nor loop: it is handled like a
+        # transient failure, so it uses up attempts. The type only: messages may quote data.
         log.exception("sender raised unexpectedly for delivery %s", delivery.id)
-        return {"id": delivery.id, "status": "awaiting_retry", "last_error": type(exc).__name__, "next_attempt_at": now}
-    return {"id": delivery.id, "status": "sent", "provider_message_id": result.message_id, "sent_at": now}
+        return _retry_or_fail(delivery, now, f"unexpected {type(exc).__name__}")
+    return Outcome(**base, status="sent", provider_message_id=result.message_id or None, sent_at=now)
+
+
+def _retry_or_fail(delivery: Delivery, now: datetime, error: str) -> Outcome:
+    assert delivery.claimed_at is not None
+    when = policy.after_failure(delivery.attempts, now, delivery.created_at)
+    if when is None:
+        return Outcome(
+            delivery.id, delivery.claimed_at, "failed",
+            last_error=f"gave up after {delivery.attempts} attempts: {error}"[:_ERROR_MAX],
+        )
+    return Outcome(delivery.id, delivery.claimed_at, "awaiting_retry", last_error=error[:_ERROR_MAX], next_attempt_at=when)
+
+
+def _put_back(delivery: Delivery, now: datetime, reason: str) -> Outcome:
+    assert delivery.claimed_at is not None
+    return Outcome(
+        delivery.id, delivery.claimed_at, "awaiting_retry", last_error=reason[:_ERROR_MAX],
+        next_attempt_at=now + policy.RETRY_DELAYS[0], refund_attempt=True,
+    )
 
 
 def dispatch_due(
@@ -65,46 +145,146 @@ def dispatch_due(
     build: MessageBuilder,
     *,
     event_id: int | None = None,
-    kinds: tuple[str, ...] | None = None,
+    kinds: Iterable[str] | None = None,
     workers: int = 8,
-    batch_size: int = 500,
-    max_batches: int | None = None,
+    read_ahead: int | None = None,
+    max_wait_s: float = 5.0,
+    wait_budget_s: float = 60.0,
+    clock: Clock = wall_clock,
     progress: Callable[[DispatchStats], None] | None = None,
+    progress_every: int = 1000,
 ) -> DispatchStats:
-    """Claim due deliveries batch by batch and send them; returns aggregate counts (no PII)."""
+    """Claim due deliveries and send them until none is due (or due within ``max_wait_s``).
+
+    Returns aggregate counts only (no addresses). Raises ``DispatchAborted`` after putting
+    every unsent claim back if the provider rejects our credentials or sender identity.
+    """
+    kinds = tuple(kinds) if kinds is not None else None
+    workers = max(1, workers)
+    # Claimed-but-unstarted rows wait in the pool's queue; keeping that queue short keeps a
+    # crash from stranding many claims and keeps every claim far younger than the stale limit.
+    capacity = workers + (workers if read_ahead is None else max(0, read_ahead))
     stats = DispatchStats()
-    batches = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mail") as pool:
-        while max_batches is None or batches < max_batches:
-            claimed = store.claim_due(engine, limit=batch_size, event_id=event_id, kinds=kinds)
-            if not claimed:
-                break
-            batches += 1
-            stats.claimed += len(claimed)
-            messages = build(claimed)
-            outcomes: list[dict[str, Any]] = []
-            sendable = []
-            for d in claimed:
-                if d.id in messages:
-                    sendable.append(d)
-                else:  # recipient vanished or bounced since enqueue
-                    outcomes.append({"id": d.id, "status": "dropped", "last_error": "no longer deliverable"})
-            outcomes += list(pool.map(lambda d: _attempt(sender, d, messages[d.id]), sendable))
-            store.record_outcomes(engine, outcomes)
-            for d, o in zip(claimed, sorted(outcomes, key=lambda o: o["id"]), strict=True):
-                status = o["status"]
-                if status == "sent":
-                    stats.sent += 1
-                    stats.attempts[d.attempts] += 1
-                elif status == "awaiting_retry":
-                    stats.retrying += 1
-                elif status == "failed":
-                    stats.failed += 1
-                else:
-                    stats.skipped += 1
-            if progress is not None:
-                progress(stats)
+    in_flight: dict[Future[Outcome], Delivery] = {}
+    finished: list[tuple[Delivery, Outcome]] = []
+    abort: SenderUnavailableError | None = None
+    drained = False
+    next_report = progress_every
+
+    def flush() -> None:
+        if finished:
+            store.record_outcomes(engine, [o for _, o in finished])
+            for d, o in finished:
+                stats.count(d, o)
+                stats.throttled += o.status == "awaiting_retry" and o.refund_attempt
+            finished.clear()
+
+    def settle(done: Iterable[Future[Outcome]]) -> None:
+        nonlocal abort
+        now = clock()
+        for future in done:
+            d = in_flight.pop(future)
+            if future.cancelled():
+                finished.append((d, _put_back(d, now, "not sent: dispatch stopped")))
+                continue
+            try:
+                finished.append((d, future.result()))
+            except SenderUnavailableError as exc:
+                finished.append((d, _put_back(d, now, f"not sent: {redact(str(exc))}")))
+                if abort is None:
+                    abort = exc
+                    for f in in_flight:
+                        f.cancel()  # unstarted ones come back cancelled and are put back
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mail") as pool:
+        try:
+            while True:
+                if abort is None and not drained and len(in_flight) < capacity:
+                    room = capacity - len(in_flight)
+                    claimed = store.claim_due(engine, limit=room, now=clock(), event_id=event_id, kinds=kinds)
+                    stats.claimed += len(claimed)
+                    drained = len(claimed) < room
+                    if claimed:
+                        _submit(pool, sender, build, claimed, clock(), in_flight, finished, engine)
+                if not in_flight:
+                    flush()
+                    if abort is not None:
+                        raise DispatchAborted(
+                            f"{sender.name} refused to send ({abort}); unsent deliveries were put back for later"
+                        )
+                    if not drained:
+                        continue
+                    if _wait_for_soon_due(engine, event_id, kinds, clock, max_wait_s, wait_budget_s, stats):
+                        drained = False
+                        continue
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                settle(done)
+                flush()
+                if progress is not None and stats.sent + stats.failed >= next_report:
+                    next_report += progress_every
+                    progress(stats)
+        except BaseException:
+            # Interrupted (run terminated, DB error): unstarted sends are put back and the ones
+            # already on the wire are waited for and recorded, so only a hard kill can leave a
+            # sent message unrecorded (the documented crash window).
+            for f in in_flight:
+                f.cancel()
+            settle(wait(in_flight).done)
+            flush()
+            raise
+    if progress is not None:
+        progress(stats)
     return stats
 
 
-__all__ = ["MAX_ATTEMPTS", "DispatchStats", "dispatch_due"]
+def _submit(
+    pool: ThreadPoolExecutor,
+    sender: Sender,
+    build: MessageBuilder,
+    claimed: list[Delivery],
+    now: datetime,
+    in_flight: dict[Future[Outcome], Delivery],
+    finished: list[tuple[Delivery, Outcome]],
+    engine: Engine,
+) -> None:
+    try:
+        messages = build(claimed)
+    except BaseException:
+        # Nothing was sent: hand the claims back untouched rather than strand them in `sending`.
+        store.record_outcomes(engine, [_put_back(d, now, "not sent: building the message failed") for d in claimed])
+        raise
+    for d in claimed:
+        message = messages.get(d.id)
+        if message is None:  # recipient bounced, was deactivated or lost its QR since enqueue
+            assert d.claimed_at is not None
+            finished.append((d, Outcome(d.id, d.claimed_at, "dropped", last_error="no longer deliverable")))
+        else:
+            in_flight[pool.submit(attempt, sender, d, message, now)] = d
+
+
+def _wait_for_soon_due(
+    engine: Engine,
+    event_id: int | None,
+    kinds: tuple[str, ...] | None,
+    clock: Clock,
+    max_wait_s: float,
+    wait_budget_s: float,
+    stats: DispatchStats,
+) -> bool:
+    """Sleep until the next delivery in scope is due if that is soon; False: leave it to the schedule."""
+    due = store.next_due_at(engine, event_id=event_id, kinds=kinds)
+    if due is None:
+        return False
+    delay = (due - clock()).total_seconds()
+    if delay > max_wait_s or stats.waited_s + max(delay, 0.0) > wait_budget_s:
+        return False
+    # At least a short nap: a row can look due here yet be unclaimable for a moment (another
+    # dispatcher holds its lock), and retrying the claim at once would spin.
+    delay = max(delay, _MIN_NAP_S)
+    time.sleep(delay)
+    stats.waited_s += delay
+    return True
+
+
+__all__ = ["MAX_ATTEMPTS", "DispatchAborted", "DispatchStats", "attempt", "dispatch_due"]

@@ -1,25 +1,32 @@
-"""Retry policy: at most 3 attempts within 24 hours, with growing delays."""
+"""Retry policy: at most 3 attempts within 24 hours, with growing delays.
+
+An *attempt* is a request that SendGrid could have turned into an email. A 429 is not one
+(nothing was accepted), so it does not use up an attempt; the 24-hour window still bounds how
+long a throttled message keeps trying.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 MAX_ATTEMPTS = 3
-# Delay before attempt 2 and attempt 3; the last one still lands well inside 24 h.
+# Delay before attempt 2 and attempt 3: a blip clears in minutes, an outage needs hours.
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(hours=2))
 WINDOW = timedelta(hours=24)
+# A 429 without a usable reset (missing, or already past by our clock) still waits this long,
+# so a throttled message can never be re-claimed in a tight loop.
+MIN_THROTTLE_DELAY = timedelta(seconds=1)
 
 
-def next_attempt_at(
-    attempts_made: int, now: datetime, first_attempt_at: datetime, retry_at: datetime | None = None
-) -> datetime | None:
-    """When to try again after ``attempts_made`` failed transient attempts, or None to give up."""
+def after_failure(attempts_made: int, now: datetime, created_at: datetime) -> datetime | None:
+    """When to try again after attempt number ``attempts_made`` failed transiently; None: give up."""
     if attempts_made >= MAX_ATTEMPTS:
         return None
-    delay = RETRY_DELAYS[min(attempts_made, len(RETRY_DELAYS)) - 1]
-    candidate = now + delay
-    if retry_at is not None:
-        candidate = max(retry_at, now)  # the provider told us when its window resets
-    if candidate > first_attempt_at + WINDOW:
-        return None
-    return candidate
+    candidate = now + RETRY_DELAYS[max(attempts_made, 1) - 1]
+    return candidate if candidate <= created_at + WINDOW else None
+
+
+def after_throttle(now: datetime, created_at: datetime, reset_at: datetime | None) -> datetime | None:
+    """When to try again after a 429 (the provider's reset time, never sooner than a second)."""
+    candidate = max(reset_at or now, now + MIN_THROTTLE_DELAY)
+    return candidate if candidate <= created_at + WINDOW else None

@@ -1,6 +1,8 @@
 """Senders: the outbox folder (embedded default) and SendGrid (official client).
 
-Senders classify failures; retry timing is decided by ``mail.policy``.
+Senders only classify failures; when to try again is decided by ``mail.policy`` and the
+dispatcher. Error texts end up in ``email_deliveries.last_error`` and in logs, so they never
+carry a recipient address (SendGrid's own messages sometimes quote one: it is redacted).
 """
 
 from __future__ import annotations
@@ -8,9 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
+import re
 import tempfile
-import urllib.error
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,29 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Protocol
 
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import (
+    ApiKeyIncludedException,
+    Attachment,
+    ContentId,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    HtmlContent,
+    Mail,
+    PlainTextContent,
+    Subject,
+    To,
+)
+
 from event_pipeline.mail.message import OutgoingMessage
+
+DEFAULT_TIMEOUT_S = 15.0
+_EMAIL_RE = re.compile(r"[^\s<>()\[\]{},;:\"'@]+@[^\s<>()\[\]{},;:\"'@]+")
 
 
 @dataclass(frozen=True)
@@ -33,13 +56,27 @@ class SendError(Exception):
 
 
 class PermanentSendError(SendError):
-    """Retrying cannot help (bad request, rejected address, bad key)."""
+    """Retrying this message cannot help (bad request, rejected address, payload too large)."""
+
+
+class SenderUnavailableError(PermanentSendError):
+    """The provider refuses *us*, not this message (bad API key, unverified sender, no credits).
+
+    Every other message would fail the same way, so the dispatcher stops and puts its claims
+    back instead of marking thousands of deliveries failed because of one configuration error.
+    """
 
 
 class TransientSendError(SendError):
+    """5xx, timeouts and dropped connections: the same request may well succeed later."""
+
     def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+
+
+class RateLimitedError(TransientSendError):
+    """HTTP 429: nothing was sent; ``retry_at`` is the provider's X-RateLimit-Reset, if given."""
 
 
 class Sender(Protocol):
@@ -48,7 +85,13 @@ class Sender(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
+def redact(text: str) -> str:
+    return _EMAIL_RE.sub("<address>", text)
+
+
 def build_mime(message: OutgoingMessage) -> EmailMessage:
+    """multipart/alternative(text, multipart/related(html, inline images)): what mail clients
+    expect for an HTML body whose ``<img src="cid:...">`` points at a part of the same message."""
     mime = EmailMessage()
     mime["Subject"] = message.subject
     mime["From"] = formataddr((message.from_name or "", message.from_email))
@@ -59,32 +102,41 @@ def build_mime(message: OutgoingMessage) -> EmailMessage:
         mime[f"X-Event-Pipeline-{key.replace('_', '-').title()}"] = value
     mime.set_content(message.text, charset="utf-8")
     mime.add_alternative(message.html, subtype="html", charset="utf-8")
-    if message.inline_images:
-        html_part = mime.get_payload()[1]  # type: ignore[index]
-        for image in message.inline_images:
-            maintype, subtype = image.mime_type.split("/", 1)
-            html_part.add_related(
-                image.data, maintype=maintype, subtype=subtype, cid=f"<{image.content_id}>", filename=image.filename
-            )
-            related = html_part.get_payload()[-1]
-            related.replace_header("Content-Disposition", f'inline; filename="{image.filename}"')
+    html_part = mime.get_payload()[1]  # type: ignore[index]
+    for image in message.inline_images:
+        maintype, subtype = image.mime_type.split("/", 1)
+        html_part.add_related(
+            image.data,
+            maintype=maintype,
+            subtype=subtype,
+            cid=f"<{image.content_id}>",
+            filename=image.filename,
+            disposition="inline",
+        )
     return mime
 
 
 class OutboxSender:
-    """Writes one ``.eml`` per message: readable by any mail client, nothing leaves the machine."""
+    """Writes one ``.eml`` per message: readable by any mail client, nothing leaves the machine.
+
+    The file is named after the message key, so sending the same logical message twice
+    replaces the file instead of adding a second one.
+    """
 
     name = "outbox"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def path_for(self, message: OutgoingMessage) -> Path:
+        stem = message.key.replace(":", "-").replace("/", "-") or uuid.uuid4().hex
+        return self.directory / f"{stem}.eml"
+
     def send(self, message: OutgoingMessage) -> SendResult:
         self.directory.mkdir(parents=True, exist_ok=True)
-        message_id = uuid.uuid4().hex
-        stem = message.key.replace(":", "-").replace("/", "-") or message_id
-        target = self.directory / f"{stem}.eml"
+        target = self.path_for(message)
         data = build_mime(message).as_bytes()
+        # Write-then-rename: a reader (or a crash) never sees half a message.
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -93,62 +145,79 @@ class OutboxSender:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return SendResult(message_id=message_id)
+        return SendResult(message_id=target.stem)
+
+
+def sendgrid_client(api_key: str, *, host: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> SendGridAPIClient:
+    """A ``SendGridAPIClient`` that is safe to share between threads and never waits forever."""
+    kwargs = {"host": host.rstrip("/").removesuffix("/v3")} if host else {}
+    client = SendGridAPIClient(api_key=api_key, **kwargs)
+    # python_http_client has no default timeout; the value is copied into every child client
+    # built by attribute access (client.client.mail.send...), so setting it here covers all calls.
+    client.client.timeout = timeout_s
+    # Every child client shares this headers dict, and the first POST does setdefault() on it
+    # while other threads may be copying it into urllib Requests ("dictionary changed size
+    # during iteration"). Setting the key up front means nobody mutates the dict afterwards.
+    client.client.request_headers["Content-Type"] = "application/json"
+    return client
 
 
 class SendGridSender:
-    """Official ``sendgrid`` client. It has no timeout and no retries of its own."""
+    """Official ``sendgrid`` client, one ``POST /v3/mail/send`` per message.
+
+    The client has no retries of its own (wanted: the dispatcher decides) and no timeout
+    unless given one (set in ``sendgrid_client``).
+    """
 
     name = "sendgrid"
 
-    def __init__(self, api_key: str, *, host: str | None = None, timeout_s: float = 15.0) -> None:
-        from sendgrid import SendGridAPIClient
-
-        kwargs = {"host": host.rstrip("/").removesuffix("/v3")} if host else {}
-        self.client = SendGridAPIClient(api_key=api_key, **kwargs)
-        self.client.client.timeout = timeout_s
+    def __init__(self, api_key: str, *, host: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.client = sendgrid_client(api_key, host=host, timeout_s=timeout_s)
 
     @staticmethod
     def payload(message: OutgoingMessage) -> dict[str, object]:
-        sender: dict[str, str] = {"email": message.from_email}
-        if message.from_name:
-            sender["name"] = message.from_name
-        body: dict[str, object] = {
-            "personalizations": [{"to": [{"email": message.to}]}],
-            "from": sender,
-            "subject": message.subject,
-            "content": [
-                {"type": "text/plain", "value": message.text},
-                {"type": "text/html", "value": message.html},
-            ],
-        }
+        mail = Mail(
+            from_email=From(message.from_email, message.from_name or None),
+            to_emails=To(message.to),
+            subject=Subject(message.subject),
+            plain_text_content=PlainTextContent(message.text),
+            html_content=HtmlContent(message.html),
+        )
         if message.custom_args:
-            body["custom_args"] = {k: str(v) for k, v in message.custom_args.items()}
+            mail.custom_arg = [CustomArg(k, str(v)) for k, v in message.custom_args.items()]
         if message.inline_images:
-            body["attachments"] = [
-                {
-                    "content": base64.b64encode(img.data).decode("ascii"),
-                    "type": img.mime_type,
-                    "filename": img.filename,
-                    "disposition": "inline",
-                    "content_id": img.content_id,
-                }
+            mail.attachment = [
+                Attachment(
+                    FileContent(base64.b64encode(img.data).decode("ascii")),
+                    FileName(img.filename),
+                    FileType(img.mime_type),
+                    Disposition("inline"),
+                    ContentId(img.content_id),
+                )
                 for img in message.inline_images
             ]
+        body: dict[str, object] = mail.get()
         return body
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        from python_http_client.exceptions import HTTPError
-
         try:
-            response = self.client.client.mail.send.post(request_body=self.payload(message))
+            body = self.payload(message)
+        except ApiKeyIncludedException:
+            # The helper refuses bodies that start with something shaped like an API key.
+            raise PermanentSendError("message body looks like it contains a SendGrid API key") from None
+        try:
+            response = self.client.client.mail.send.post(request_body=body)
         except HTTPError as exc:
             raise classify_http_error(exc.status_code, exc.headers, exc.body) from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, HTTPException) as exc:
+        except (OSError, HTTPException) as exc:
+            # urllib wraps connect failures in URLError, but a read timeout arrives as a bare
+            # TimeoutError, a dropped connection as RemoteDisconnected / ConnectionResetError /
+            # IncompleteRead, and TLS trouble as ssl.SSLError: all OSError or HTTPException.
+            # The request may have reached SendGrid, so this is the ambiguous case (docs/email.md).
             raise TransientSendError(f"network error: {type(exc).__name__}") from None
         headers = response.headers
-        message_id = (headers.get("X-Message-Id") if headers else None) or ""
-        return SendResult(message_id=message_id)
+        message_id = (headers.get("X-Message-Id") if headers is not None else None) or ""
+        return SendResult(message_id=str(message_id))
 
 
 def classify_http_error(status: int, headers: object, body: object) -> SendError:
@@ -156,24 +225,29 @@ def classify_http_error(status: int, headers: object, body: object) -> SendError
     if status == 429:
         reset = _header(headers, "X-RateLimit-Reset")
         retry_at = datetime.fromtimestamp(int(reset), UTC) if reset and reset.isdigit() else None
-        return TransientSendError(f"HTTP 429 rate limited{detail}", retry_at=retry_at)
+        return RateLimitedError(f"HTTP 429 rate limited{detail}", retry_at=retry_at)
     if status >= 500 or status == 408:
         return TransientSendError(f"HTTP {status}{detail}")
+    if status in (401, 403):
+        return SenderUnavailableError(f"HTTP {status}{detail}")
     return PermanentSendError(f"HTTP {status}{detail}")
 
 
 def _header(headers: object, name: str) -> str | None:
     getter = getattr(headers, "get", None)
     value = getter(name) if getter else None
-    return str(value) if value is not None else None
+    return str(value).strip() if value is not None else None
 
 
 def _error_summary(body: object) -> str:
-    """SendGrid's error messages and fields, which name problems but not addresses."""
+    """SendGrid's error fields and messages, addresses redacted (the duplicate-recipient error
+    quotes the address)."""
     try:
         raw = body.decode("utf-8") if isinstance(body, bytes) else str(body or "")
         errors = json.loads(raw).get("errors", []) if raw else []
     except (ValueError, AttributeError):
         return ""
+    if not isinstance(errors, list):
+        return ""
     parts = [f"{e.get('field') or '-'}: {e.get('message', '')}" for e in errors[:3] if isinstance(e, dict)]
-    return (" (" + "; ".join(parts) + ")") if parts else ""
+    return redact(" (" + "; ".join(parts) + ")")[:400] if parts else ""

@@ -13,10 +13,12 @@ import pandas as pd
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-# Unicode whitespace spelled out, because RE2's \s (used on Arrow strings) is ASCII-only while
-# Python's is not: NBSP and the full-width space (U+3000) come with Korean Excel exports.
-_WS = "[\\s\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff\x0b\x1c-\x1f\x85]"
-_EDGE_WS = f"^{_WS}+|{_WS}+$"
+# Unicode whitespace spelled out (NBSP and the full-width space U+3000 come with Korean Excel
+# exports), plus zero-width space and BOM. Patterns here avoid \s, \d and $ on purpose: pandas
+# runs regexes without them on Arrow strings with RE2 (~10x faster) and falls back to Python's re
+# for them, because their meaning differs between the engines.
+_WS = "[ \t\n\r\f\v\x1c-\x1f\x85\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_EDGE_WS = f"^{_WS}+|{_WS}+\\Z"
 _INNER_WS = f"{_WS}+"
 
 
@@ -42,7 +44,7 @@ _LOCAL_ATOM = r"[a-z0-9_%+\-]+"
 _LABEL = r"[a-z0-9]+(?:-[a-z0-9]+)*"
 FAST_EMAIL = rf"{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*@(?:{_LABEL}\.)+[a-z]{{2,63}}"
 # Shapes the regex lets through but email-validator refuses or treats specially.
-_NEEDS_LIBRARY = r"^[^@]{65,}@|@.*[a-z0-9\-]{64,}|[.@](?:arpa|invalid|local|localhost|onion|test)$"
+_NEEDS_LIBRARY = r"^[^@]{65,}@|@.*[a-z0-9\-]{64,}|[.@](?:arpa|invalid|local|localhost|onion|test)\Z"
 
 
 def normalise_email_text(series: pd.Series) -> pd.Series:
@@ -98,12 +100,14 @@ def email_reason(value: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Phone: the common Korean mobile shapes are turned into E.164 by regex; the pattern is a strict
-# subset of phonenumbers' KR mobile metadata (010 + 8 digits, 4th digit not 5, whose ranges are
-# partly unassigned), checked by a test against phonenumbers. All else goes to phonenumbers.
-_PHONE_SEPARATORS = r"[\s\-.()\u00a0]"
-_KR_MOBILE_NATIONAL = r"(?:\+82|0)?10[0-46-9]\d{7}"
-_KR_MOBILE_INTERNATIONAL = r"\+8210[0-46-9]\d{7}"
+# Phone: Korean 010 mobile numbers (nearly every phone in a Korean participant list) are turned
+# into E.164 by regex. The pattern is phonenumbers' KR mobile metadata restricted to 010 + 8
+# digits (010-597x..010-599x are unassigned, hence the 5 branch); a test checks it against
+# phonenumbers for every 010 prefix. Everything else goes to phonenumbers, once per value.
+_PHONE_SEPARATORS = "[ \t\u00a0\\-.()]"
+_KR_010 = r"10(?:[0-46-9][0-9]{7}|5(?:[0-8][0-9]|9[0-6])[0-9]{5})"
+_KR_MOBILE_NATIONAL = rf"(?:\+82|0)?{_KR_010}"
+_KR_MOBILE_INTERNATIONAL = rf"\+82{_KR_010}"
 
 
 @lru_cache(maxsize=200_000)

@@ -157,7 +157,9 @@ def _unique_target(folder: Path, name: str) -> Path:
     return folder / f"{stamp}-{name}"
 
 
-def move_out_of_inbox(paths: Paths, *, event_slug: str, source: Path, ok: bool, reason: str | None = None) -> Path | None:
+def move_out_of_inbox(
+    paths: Paths, *, event_slug: str, source: Path, ok: bool, reason: str | None = None
+) -> Path | None:
     """Move an inbox file (and its manifest) to processed/ or rejected/ with a reason file beside it."""
     if not source.exists():
         return None

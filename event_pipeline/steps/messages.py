@@ -109,7 +109,10 @@ def _welcome_rows(conn: sa.Connection, participant_ids: list[int]) -> dict[int, 
             access_tokens.c.public_id,
             access_tokens.c.qr_path,
         )
-        .join(access_tokens, sa.and_(access_tokens.c.participant_id == participants.c.id, access_tokens.c.status == "live"))
+        .join(
+            access_tokens,
+            sa.and_(access_tokens.c.participant_id == participants.c.id, access_tokens.c.status == "live"),
+        )
         .where(participants.c.id.in_(participant_ids))
     )
     return {int(r.id): dict(r._mapping) for r in conn.execute(stmt)}
@@ -164,6 +167,13 @@ def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_
     with engine.begin() as conn:
         deliveries_store.enqueue(
             conn,
-            [{"event_id": event_id, "upload_id": upload_id, "kind": kind, "dedupe_key": f"{kind}:{upload_id}"}],
+            [
+                {
+                    "event_id": event_id,
+                    "upload_id": upload_id,
+                    "kind": kind,
+                    "dedupe_key": f"{kind}:{upload_id}",
+                }
+            ],
         )
     return dispatch(engine, ctx, event_id=event_id, kinds=(kind,))

@@ -68,9 +68,7 @@ def validate_upload(
         target = paths.reports / f"{upload.id}-errors.csv"
         write_error_report(target, sorted(findings, key=lambda e: (e.row, e.column)), parsed.frame)
         report_path = str(target)
-    uploads_store.update_upload(
-        engine, upload.id, rejected_rows=outcome.invalid_rows, error_report_path=report_path
-    )
+    uploads_store.update_upload(engine, upload.id, rejected_rows=outcome.invalid_rows, error_report_path=report_path)
     if upload.strict and outcome.invalid_rows:
         reason = (
             f"{upload.original_name}: strict mode: {outcome.invalid_rows} of {parsed.rows} rows are invalid, "

@@ -1,9 +1,15 @@
 """Email deliveries as an explicit state machine.
 
-queued -> sending -> sent | awaiting_retry | failed | bounced | dropped
+    queued ──claim──> sending ──> sent
+    awaiting_retry ─┘        ├──> awaiting_retry   (5xx, timeout, dropped connection, 429)
+                             ├──> failed           (4xx, or no attempts / time left)
+                             └──> dropped          (recipient no longer deliverable)
+    sent | queued | awaiting_retry | sending ──bounce poll──> bounced
 
-A row is claimed (moved to ``sending``) before the provider is called, so a re-run, a retried
-run or a second dispatcher never sends the same message twice.
+A row is claimed (moved to ``sending``, ``attempts`` + 1, ``claimed_at`` stamped) in its own
+committed transaction before the provider is called, so a re-run, a retried run or a second
+dispatcher never sends the same message twice. ``claimed_at`` doubles as a fencing token: an
+outcome is written only while the row still carries the claim it was sent under.
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ from event_pipeline.store.db import is_postgres
 from event_pipeline.store.tables import access_tokens, email_deliveries, participants
 
 CLAIMABLE = ("queued", "awaiting_retry")
+TERMINAL = ("sent", "failed", "bounced", "dropped")
 _CHUNK = 5000
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes (it stores no offset); everything here is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,33 @@ class Delivery:
     status: str
     attempts: int
     created_at: datetime
+    claimed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Delivery:
+        m = dict(row._mapping)
+        m["created_at"] = as_utc(m["created_at"])
+        m["claimed_at"] = as_utc(m["claimed_at"]) if m["claimed_at"] is not None else None
+        return cls(**m)
 
 
 _COLS = [email_deliveries.c[name] for name in Delivery.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one send attempt came to; written by ``record_outcomes``."""
+
+    delivery_id: int
+    claimed_at: datetime
+    status: str
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    provider_message_id: str | None = None
+    sent_at: datetime | None = None
+    # The claim's attempt is handed back: the request was never one SendGrid could accept (429),
+    # or it never left (the dispatcher stopped before sending it).
+    refund_attempt: bool = False
 
 
 def _insert(conn: sa.Connection) -> Any:
@@ -95,6 +131,14 @@ def enqueue_welcome(engine: Engine, event_id: int, upload_id: str | None) -> int
         return enqueue(conn, rows)
 
 
+def _scope(stmt: Any, event_id: int | None, kinds: Iterable[str] | None) -> Any:
+    if event_id is not None:
+        stmt = stmt.where(email_deliveries.c.event_id == event_id)
+    if kinds is not None:
+        stmt = stmt.where(email_deliveries.c.kind.in_(list(kinds)))
+    return stmt
+
+
 def claim_due(
     engine: Engine,
     *,
@@ -103,59 +147,104 @@ def claim_due(
     event_id: int | None = None,
     kinds: Iterable[str] | None = None,
 ) -> list[Delivery]:
+    """Move up to ``limit`` due deliveries to ``sending`` and return them (oldest first).
+
+    ``now`` decides what is due (tests and the benchmark move it forward instead of sleeping);
+    ``claimed_at`` is always the wall clock, because stale-claim detection is about real time
+    and the fencing token must differ between any two claims of a row.
+    """
     now = now or datetime.now(UTC)
     due = sa.select(email_deliveries.c.id).where(
         email_deliveries.c.status.in_(CLAIMABLE),
         sa.or_(email_deliveries.c.next_attempt_at.is_(None), email_deliveries.c.next_attempt_at <= now),
     )
-    if event_id is not None:
-        due = due.where(email_deliveries.c.event_id == event_id)
-    if kinds is not None:
-        due = due.where(email_deliveries.c.kind.in_(list(kinds)))
-    due = due.order_by(email_deliveries.c.id).limit(limit)
+    due = _scope(due, event_id, kinds).order_by(email_deliveries.c.id).limit(limit)
     with engine.begin() as conn:
         if is_postgres(conn):
+            # Concurrent dispatchers take disjoint rows instead of queueing behind each other's
+            # locks; SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
             due = due.with_for_update(skip_locked=True)
         stmt = (
             sa.update(email_deliveries)
             .where(email_deliveries.c.id.in_(due.scalar_subquery()), email_deliveries.c.status.in_(CLAIMABLE))
-            .values(status="sending", attempts=email_deliveries.c.attempts + 1, claimed_at=now)
+            .values(status="sending", attempts=email_deliveries.c.attempts + 1, claimed_at=datetime.now(UTC))
             .returning(*_COLS)
         )
-        claimed = [Delivery(**r._mapping) for r in conn.execute(stmt)]
+        claimed = [Delivery.from_row(r) for r in conn.execute(stmt)]
     return sorted(claimed, key=lambda d: d.id)
 
 
-def record_outcomes(engine: Engine, outcomes: Sequence[dict[str, Any]]) -> None:
-    """Write send results: each dict has id, status and optional provider_message_id, last_error,
-    next_attempt_at, sent_at. Only rows still ``sending`` are touched, so a late writer cannot
-    overwrite a bounce that arrived meanwhile."""
+def next_due_at(
+    engine: Engine, *, event_id: int | None = None, kinds: Iterable[str] | None = None
+) -> datetime | None:
+    """Earliest ``next_attempt_at`` among claimable deliveries in scope (None if there are none)."""
+    stmt = sa.select(sa.func.min(email_deliveries.c.next_attempt_at)).where(
+        email_deliveries.c.status.in_(CLAIMABLE), email_deliveries.c.next_attempt_at.is_not(None)
+    )
+    with engine.connect() as conn:
+        value = conn.execute(_scope(stmt, event_id, kinds)).scalar()
+    return as_utc(value) if value is not None else None
+
+
+def record_outcomes(engine: Engine, outcomes: Sequence[Outcome]) -> int:
+    """Write send results in one transaction; returns how many rows took them.
+
+    Only a row that is still ``sending`` under the same claim is touched, so a bounce that
+    arrived meanwhile, or a newer claim after ``release_stale_claims``, is never overwritten.
+    """
     if not outcomes:
-        return
-    fields = ("status", "provider_message_id", "last_error", "next_attempt_at", "sent_at")
-    params = [{"did": o["id"], **{f"v_{f}": o.get(f) for f in fields}} for o in outcomes]
+        return 0
+    params = [
+        {
+            "did": o.delivery_id,
+            "claim": o.claimed_at,
+            "v_status": o.status,
+            "v_last_error": o.last_error,
+            "v_next_attempt_at": o.next_attempt_at,
+            "v_provider_message_id": o.provider_message_id,
+            "v_sent_at": o.sent_at,
+            "refund": 1 if o.refund_attempt else 0,
+        }
+        for o in outcomes
+    ]
+    c = email_deliveries.c
     stmt = (
         sa.update(email_deliveries)
-        .where(email_deliveries.c.id == sa.bindparam("did"), email_deliveries.c.status == "sending")
-        .values({f: sa.bindparam(f"v_{f}") for f in fields})
+        .where(c.id == sa.bindparam("did"), c.status == "sending", c.claimed_at == sa.bindparam("claim"))
+        .values(
+            status=sa.bindparam("v_status"),
+            last_error=sa.bindparam("v_last_error"),
+            next_attempt_at=sa.bindparam("v_next_attempt_at"),
+            provider_message_id=sa.bindparam("v_provider_message_id"),
+            sent_at=sa.bindparam("v_sent_at"),
+            attempts=c.attempts - sa.bindparam("refund", type_=sa.Integer),
+        )
     )
+    written = 0
     with engine.begin() as conn:
         for start in range(0, len(params), _CHUNK):
-            conn.execute(stmt, params[start : start + _CHUNK])
+            written += max(conn.execute(stmt, params[start : start + _CHUNK]).rowcount, 0)
+    return written
 
 
-def release_stale_claims(engine: Engine, *, older_than: timedelta, max_attempts: int) -> int:
-    """Rows left ``sending`` by a crashed dispatcher: retry them if attempts remain.
+def release_stale_claims(
+    engine: Engine, *, older_than: timedelta, max_attempts: int, now: datetime | None = None
+) -> int:
+    """Rows left ``sending`` by a dispatcher that died: retry them if attempts remain.
 
-    This is the one place a message can go out twice (the crash fell between the provider's
-    202 and our write); at most the dispatcher's in-flight messages are affected.
+    This is the one place a message can go out twice: if the process died after SendGrid's 202
+    and before the outcome was written. The dispatcher writes each outcome as soon as its
+    request returns and claims only what its workers can start at once, so at most a few
+    dispatcher-widths of messages are in that window (docs/email.md). ``older_than`` must be
+    far longer than one send can take (the client timeout), or a live claim would be stolen.
     """
-    cutoff = datetime.now(UTC) - older_than
-    base = sa.and_(email_deliveries.c.status == "sending", email_deliveries.c.claimed_at < cutoff)
+    cutoff = (now or datetime.now(UTC)) - older_than
+    c = email_deliveries.c
+    base = sa.and_(c.status == "sending", c.claimed_at < cutoff)
     with engine.begin() as conn:
         retry = conn.execute(
             sa.update(email_deliveries)
-            .where(base, email_deliveries.c.attempts < max_attempts)
+            .where(base, c.attempts < max_attempts)
             .values(status="awaiting_retry", next_attempt_at=None, last_error="dispatcher stopped mid-send")
         ).rowcount
         failed = conn.execute(

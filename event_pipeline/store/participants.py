@@ -1,22 +1,30 @@
-"""Loading an upload's clean rows into participants: one transaction, classified new/updated/unchanged."""
+"""Loading an upload's clean rows into participants: one transaction, classified new/updated/unchanged.
+
+The rows go into a temporary staging table in bulk (``store.bulk``); then, under a per-event lock,
+one query classifies them against what the event already holds, one ``UPDATE ... FROM`` merges
+the changed ones and one ``INSERT ... SELECT ... WHERE NOT EXISTS`` adds the new ones. Nothing is read into Python and there is
+no per-row round trip, on either backend.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from event_pipeline.store.bulk import create_stage, drop_stage, fill_stage, quote
 from event_pipeline.store.db import is_postgres
 from event_pipeline.store.tables import participants
 
 # Fields an upload may change; email_norm is the key.
 DATA_FIELDS = ("name", "phone", "department", "position", "extra")
-_CHUNK = 5000
+# What an empty cell arrives as; it never overwrites a stored value.
+BLANK = {field: "{}" if field == "extra" else "" for field in DATA_FIELDS}
+STAGE = "participants_stage"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,10 @@ class LoadCounts:
         return self.new + self.updated + self.unchanged
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The participants database could not be reached, or went away, during a load."""
+
+
 def event_lock_key(event_id: int) -> int:
     digest = hashlib.blake2b(f"participants:{event_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -41,58 +53,17 @@ def lock_event(conn: sa.Connection, event_id: int) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": event_lock_key(event_id)})
 
 
-def _frame_for_load(rows: pd.DataFrame) -> pd.DataFrame:
-    frame = pd.DataFrame({"email_norm": rows["email"].astype(str)})
+def frame_for_load(rows: pd.DataFrame) -> pd.DataFrame:
+    """The staging columns, all text; a missing value counts as blank (it keeps what is stored)."""
+    if "email" not in rows:
+        raise ValueError("rows to load need an 'email' column")
+    email = rows["email"].astype(str)
+    if email.isna().any() or (email.str.strip() == "").any():
+        raise ValueError("rows to load must all have an email")
+    frame = pd.DataFrame({"email_norm": email})
     for field in DATA_FIELDS:
-        default = "{}" if field == "extra" else ""
-        frame[field] = rows[field].astype(str) if field in rows else default
+        frame[field] = rows[field].astype(str).fillna(BLANK[field]) if field in rows else BLANK[field]
     return frame.reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class Classified:
-    new: pd.DataFrame
-    changed: pd.DataFrame
-    # Rows already written by an earlier attempt of this same upload: counted as that attempt
-    # counted them, so a retried or re-run upload reports the same numbers.
-    redone_new: int
-    redone_updated: int
-    unchanged: int
-
-
-def classify(existing: pd.DataFrame, incoming: pd.DataFrame, upload_id: str) -> Classified:
-    """Split incoming rows into new, changed (with merged values) and unchanged.
-
-    A blank incoming value never erases a stored one: organisers often send partial re-exports.
-    """
-    merged = incoming.merge(existing, on="email_norm", how="left", suffixes=("", "_old"), indicator=True)
-    is_new = merged["_merge"] == "left_only"
-    new = merged.loc[is_new, ["email_norm", *DATA_FIELDS]]
-    old = merged.loc[~is_new]
-    changed_mask = pd.Series(False, index=old.index)
-    result = pd.DataFrame({"id": old["id"].astype("int64"), "email_norm": old["email_norm"]})
-    for field in DATA_FIELDS:
-        blank = "{}" if field == "extra" else ""
-        incoming_values = old[field]
-        kept = incoming_values.where(incoming_values != blank, old[f"{field}_old"])
-        result[field] = kept
-        changed_mask |= kept != old[f"{field}_old"]
-    same = old.loc[~changed_mask]
-    redone_new = same["created_upload_id"] == upload_id
-    redone_updated = ~redone_new & (same["updated_upload_id"] == upload_id)
-    return Classified(
-        new=new,
-        changed=result.loc[changed_mask],
-        redone_new=int(redone_new.sum()),
-        redone_updated=int(redone_updated.sum()),
-        unchanged=int(len(same) - redone_new.sum() - redone_updated.sum()),
-    )
-
-
-def read_existing(conn: sa.Connection, event_id: int) -> pd.DataFrame:
-    names = ["id", "email_norm", *DATA_FIELDS, "created_upload_id", "updated_upload_id"]
-    result = conn.execute(sa.select(*(participants.c[n] for n in names)).where(participants.c.event_id == event_id))
-    return pd.DataFrame(result.fetchall(), columns=names)
 
 
 def load_participants(engine: Engine, *, event_id: int, upload_id: str, rows: pd.DataFrame) -> LoadCounts:
@@ -100,44 +71,138 @@ def load_participants(engine: Engine, *, event_id: int, upload_id: str, rows: pd
 
     All or nothing: one transaction, and the per-event lock makes concurrent uploads of the
     same event see each other's rows, so counts stay exact and no email is inserted twice.
+    Raises ``DatabaseUnavailable`` when the database cannot be reached or drops the connection.
     """
-    incoming = _frame_for_load(rows)
+    incoming = frame_for_load(rows)
     if incoming["email_norm"].duplicated().any():
         raise ValueError("rows must be deduplicated by email before loading")
+    phase = "connecting to"
+    try:
+        with engine.connect() as conn:
+            phase = "loading into"
+            with conn.begin():
+                counts = _load(conn, incoming, event_id=event_id, upload_id=upload_id)
+                phase = "committing to"
+    except sa.exc.DBAPIError as exc:
+        if not _is_unavailable(exc, phase):
+            raise
+        raise DatabaseUnavailable(_unavailable_message(engine, exc, phase, upload_id)) from exc
+    return counts
+
+
+def _load(conn: sa.Connection, incoming: pd.DataFrame, *, event_id: int, upload_id: str) -> LoadCounts:
+    create_stage(conn, STAGE, list(incoming.columns))
+    # Staging is private to this connection, so on PostgreSQL it happens before the lock and
+    # concurrent uploads of one event only queue for the classify-and-write part.
+    fill_stage(conn, STAGE, incoming)
+    lock_event(conn, event_id)
+    params = {"event_id": event_id, "upload_id": upload_id}
+    kinds = {str(kind): int(n) for kind, n in conn.execute(_classify_sql(conn), params)}
+    matched = sum(kinds.values())
+    new = len(incoming) - matched
+    changed = kinds.get("changed", 0)
     now = datetime.now(UTC)
-    with engine.begin() as conn:
-        lock_event(conn, event_id)
-        existing = read_existing(conn, event_id)
-        c = classify(existing, incoming, upload_id)
-        _insert_new(conn, c.new, event_id=event_id, upload_id=upload_id, now=now)
-        _update_changed(conn, c.changed, upload_id=upload_id, now=now)
-    return LoadCounts(new=len(c.new) + c.redone_new, updated=len(c.changed) + c.redone_updated, unchanged=c.unchanged)
-
-
-def _insert_new(conn: sa.Connection, new: pd.DataFrame, *, event_id: int, upload_id: str, now: datetime) -> None:
-    if new.empty:
-        return
-    records = new.to_dict("records")
-    for rec in records:
-        rec.update(event_id=event_id, created_upload_id=upload_id, updated_upload_id=upload_id)
-        rec.update(created_at=now, updated_at=now)
-    for start in range(0, len(records), _CHUNK):
-        conn.execute(sa.insert(participants), records[start : start + _CHUNK])
-
-
-def _update_changed(conn: sa.Connection, changed: pd.DataFrame, *, upload_id: str, now: datetime) -> None:
-    if changed.empty:
-        return
-    stmt = (
-        sa.update(participants)
-        .where(participants.c.id == sa.bindparam("pid"))
-        .values({f: sa.bindparam(f"v_{f}") for f in DATA_FIELDS} | {"updated_upload_id": upload_id, "updated_at": now})
+    # Two plain statements rather than one INSERT ... ON CONFLICT: under the event lock nothing
+    # can conflict, and PostgreSQL's upsert would draw a sequence value for every existing row it
+    # skips, burning ~660k ids of the 32-bit key on each re-upload of a large file.
+    updated = conn.execute(_update_sql(conn), {**params, "now": now}).rowcount
+    inserted = conn.execute(_insert_sql(conn), {**params, "now": now}).rowcount
+    if (inserted, updated) != (new, changed):
+        # Only possible if something wrote this event's participants without the event lock;
+        # raising rolls the whole load back rather than report counts that do not add up.
+        raise RuntimeError(
+            f"participants of event {event_id} changed during the load of {upload_id} "
+            f"(expected {new} new and {changed} changed rows, wrote {inserted} and {updated}); "
+            "nothing was written, retry the load"
+        )
+    drop_stage(conn, STAGE)
+    return LoadCounts(
+        new=new + kinds.get("redone_new", 0),
+        updated=changed + kinds.get("redone_updated", 0),
+        unchanged=kinds.get("unchanged", 0),
     )
-    params: list[dict[str, Any]] = [
-        {"pid": int(rec["id"]), **{f"v_{f}": rec[f] for f in DATA_FIELDS}} for rec in changed.to_dict("records")
+
+
+def _changed_sql(conn: sa.Connection, incoming: str, stored: str) -> str:
+    """True when merging the incoming row into the stored one changes any field."""
+    terms = [
+        f"({incoming}.{c} <> '{BLANK[f]}' AND {incoming}.{c} <> {stored}.{c})"
+        for f, c in ((f, quote(conn, f)) for f in DATA_FIELDS)
     ]
-    for start in range(0, len(params), _CHUNK):
-        conn.execute(stmt, params[start : start + _CHUNK])
+    return " OR ".join(terms)
+
+
+def _classify_sql(conn: sa.Connection) -> sa.TextClause:
+    # Rows already written by an earlier attempt of this same upload (a retried run, a re-run)
+    # count as that attempt counted them, so the numbers reported for an upload never drift.
+    return sa.text(
+        f"""
+        SELECT CASE
+                 WHEN {_changed_sql(conn, "s", "p")} THEN 'changed'
+                 WHEN p.created_upload_id = :upload_id THEN 'redone_new'
+                 WHEN p.updated_upload_id = :upload_id THEN 'redone_updated'
+                 ELSE 'unchanged'
+               END AS kind,
+               count(*) AS n
+        FROM {quote(conn, STAGE)} AS s
+        JOIN participants AS p ON p.event_id = :event_id AND p.email_norm = s.email_norm
+        GROUP BY 1
+        """
+    )
+
+
+def _update_sql(conn: sa.Connection) -> sa.TextClause:
+    merged = ",\n".join(
+        f"{c} = CASE WHEN s.{c} = '{BLANK[f]}' THEN participants.{c} ELSE s.{c} END"
+        for f, c in ((f, quote(conn, f)) for f in DATA_FIELDS)
+    )
+    return sa.text(
+        f"""
+        UPDATE participants SET
+            {merged},
+            updated_upload_id = :upload_id,
+            updated_at = :now
+        FROM {quote(conn, STAGE)} AS s
+        WHERE participants.event_id = :event_id
+          AND participants.email_norm = s.email_norm
+          AND ({_changed_sql(conn, "s", "participants")})
+        """
+    ).bindparams(sa.bindparam("now", type_=participants.c.updated_at.type))
+
+
+def _insert_sql(conn: sa.Connection) -> sa.TextClause:
+    fields = [quote(conn, f) for f in DATA_FIELDS]
+    return sa.text(
+        f"""
+        INSERT INTO participants (event_id, email_norm, {", ".join(fields)},
+                                  created_upload_id, updated_upload_id, created_at, updated_at)
+        SELECT :event_id, s.email_norm, {", ".join(f"s.{c}" for c in fields)},
+               :upload_id, :upload_id, :now, :now
+        FROM {quote(conn, STAGE)} AS s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM participants AS p WHERE p.event_id = :event_id AND p.email_norm = s.email_norm
+        )
+        """
+    ).bindparams(sa.bindparam("now", type_=participants.c.created_at.type))
+
+
+def _is_unavailable(exc: sa.exc.DBAPIError, phase: str) -> bool:
+    if exc.connection_invalidated:
+        return True
+    return phase == "connecting to" and isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def _unavailable_message(engine: Engine, exc: sa.exc.DBAPIError, phase: str, upload_id: str) -> str:
+    where = engine.url.render_as_string(hide_password=True)
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if phase == "committing to":
+        outcome = (
+            "the connection was lost during COMMIT, so whether this load was saved is unknown; "
+            "re-running the upload is safe (rows it already wrote are counted as before)"
+        )
+    else:
+        outcome = "the transaction was not committed, so nothing of this upload was written; re-run it"
+    return f"participants database {where} unavailable while {phase} it for upload {upload_id}: {reason}; {outcome}"
 
 
 def participants_without_live_token(conn: sa.Connection, event_id: int) -> list[int]:

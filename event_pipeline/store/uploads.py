@@ -79,9 +79,7 @@ def register_upload(
     with engine.begin() as conn:
         dialect_insert = _dialect_insert(conn)
         result = conn.execute(dialect_insert(uploads).values(**values).on_conflict_do_nothing())
-        row = conn.execute(
-            sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)
-        ).one()
+        row = conn.execute(sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)).one()
     return _to_upload(row), result.rowcount == 1
 
 
@@ -101,9 +99,7 @@ def get_upload(conn: sa.Connection, upload_id: str) -> Upload | None:
 
 
 def find_by_sha(conn: sa.Connection, event_id: int, sha256: str) -> Upload | None:
-    row = conn.execute(
-        sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)
-    ).first()
+    row = conn.execute(sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)).first()
     return _to_upload(row) if row is not None else None
 
 

@@ -1,0 +1,175 @@
+"""The import job end to end in process: counts, invariant check, re-runs, rejections."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from event_pipeline import settings
+from event_pipeline.defs import defs
+from event_pipeline.store import tables
+from event_pipeline_tests.support.participants import sample, write_csv
+from event_pipeline_tests.support.pipeline import engine, make_event, run_import
+
+
+@pytest.fixture
+def instance(var_home: settings.Paths) -> dg.DagsterInstance:
+    with dg.instance_for_test(temp_dir=str(var_home.dagster_home)) as inst:
+        yield inst
+
+
+def _count(table: sa.Table) -> int:
+    with engine().connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_definitions_load_with_eight_asset_lineage() -> None:
+    dg.Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def("import_upload")
+    graph = defs.resolve_asset_graph()
+    chain = [
+        "upload_file",
+        "parsed_rows",
+        "validated_rows",
+        "participants",
+        "access_tokens",
+        "qr_codes",
+        "welcome_emails",
+        "import_report",
+    ]
+    for parent, child in zip(chain, chain[1:], strict=False):
+        assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
+    assert {n.name for n in job.graph.node_defs} >= set(chain)
+
+
+@pytest.mark.usefixtures("database_url")
+def test_twenty_rows_three_invalid_two_duplicates(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    s = sample(20, invalid=3, duplicates=2)
+    upload, result = run_import(instance, write_csv(var_home.home / "in" / "list.csv", s.rows))
+    assert result.success
+
+    with engine().connect() as conn:
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert (up.rows_in_file, up.loaded_new, up.rejected_rows, up.duplicates_in_file) == (20, 15, 3, 2)
+    assert up.status == "done"
+    assert _count(tables.participants) == 15
+    assert _count(tables.access_tokens) == 15
+    assert len(list((var_home.upload_store / "qr" / "devcon-2026").glob("*.png"))) == 15
+    assert len(list(var_home.outbox.glob("welcome-*.eml"))) == 15
+    assert len(list(var_home.outbox.glob("import_complete-*.eml"))) == 1
+
+    # Invalid rows are reported with the row numbers the organiser sees.
+    with open(up.error_report_path, encoding="utf-8-sig", newline="") as fh:
+        reported = {int(r["row"]) for r in csv.DictReader(fh)}
+    assert reported == set(s.invalid_rows)
+
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("counts_add_up", True)]
+    report = result.asset_materializations_for_node("import_report")[0]
+    assert report.metadata["rows_in_file"].value == 20
+    assert report.metadata["loaded_new"].value == 15
+
+
+@pytest.mark.usefixtures("database_url")
+def test_rerun_changes_nothing_and_sends_nothing(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    source = write_csv(var_home.home / "in" / "list.csv", sample(10, invalid=0, duplicates=0).rows)
+    upload, first = run_import(instance, source)
+    with engine().connect() as conn:
+        tokens_before = set(conn.execute(sa.select(tables.access_tokens.c.public_id)).scalars())
+    mails_before = sorted(p.name for p in var_home.outbox.iterdir())
+
+    _, second = run_import(instance, source)
+    assert first.success and second.success
+    with engine().connect() as conn:
+        tokens_after = set(conn.execute(sa.select(tables.access_tokens.c.public_id)).scalars())
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert tokens_after == tokens_before
+    assert sorted(p.name for p in var_home.outbox.iterdir()) == mails_before
+    # A re-run of the same upload reports what the upload did, not "10 unchanged".
+    assert (up.loaded_new, up.unchanged) == (10, 0)
+
+
+@pytest.mark.usefixtures("database_url")
+def test_second_upload_counts_updates_and_unchanged(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    s = sample(6, invalid=0, duplicates=0)
+    run_import(instance, write_csv(var_home.home / "in" / "a.csv", s.rows))
+    changed = [list(r) for r in s.rows]
+    changed[0][3] = "영업팀"  # department changed -> updated
+    changed.append(["새참가자", "new.person@example.com", "", "", ""])
+    upload, result = run_import(instance, write_csv(var_home.home / "in" / "b.csv", changed))
+    assert result.success
+    with engine().connect() as conn:
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert (up.loaded_new, up.updated, up.unchanged) == (1, 1, 5)
+    assert _count(tables.participants) == 7
+    assert len(list(var_home.outbox.glob("welcome-*.eml"))) == 7
+
+
+def test_unreadable_file_is_rejected_without_retry(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    bad = var_home.home / "in" / "participants.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 4)
+    upload, result = run_import(instance, bad)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and failures[0].step_key == "parsed_rows"
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    with engine().connect() as conn:
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert up.status == "rejected"
+    assert "participants.csv" in up.reason and "PDF" in up.reason
+    assert _count(tables.participants) == 0
+
+
+def test_strict_mode_loads_nothing_when_a_row_is_invalid(
+    instance: dg.DagsterInstance, var_home: settings.Paths
+) -> None:
+    make_event()
+    s = sample(10, invalid=1, duplicates=0)
+    upload, result = run_import(instance, write_csv(var_home.home / "in" / "s.csv", s.rows), strict=True)
+    assert not result.success
+    with engine().connect() as conn:
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert up.status == "rejected" and "strict mode" in up.reason and f"row {s.invalid_rows[0]}" in up.reason
+    assert _count(tables.participants) == 0
+
+
+def test_no_pii_in_dagster_event_log(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    s = sample(8, invalid=1, duplicates=1)
+    run_import(instance, write_csv(var_home.home / "in" / "p.csv", s.rows))
+    runs = instance.get_run_records()
+    assert len(runs) == 1
+    dump = "\n".join(r.event_log_entry.to_json() for r in instance.get_records_for_run(runs[0].dagster_run.run_id).records)
+    assert "counts_add_up" in dump  # the dump really holds the run's events
+    for name, email, phone, *_ in s.rows:
+        assert email.lower() not in dump.lower()
+        assert phone not in dump
+        if len(name) > 1:
+            assert name not in dump
+
+
+def test_upload_file_asset_refuses_a_tampered_store_copy(
+    instance: dg.DagsterInstance, var_home: settings.Paths
+) -> None:
+    make_event()
+    source = write_csv(var_home.home / "in" / "t.csv", sample(3, invalid=0, duplicates=0).rows)
+    from event_pipeline.steps.inbox import receive_file
+
+    upload, _ = receive_file(engine(), var_home, event_slug="devcon-2026", source=source)
+    Path(upload.stored_path).write_bytes(b"name,email\nx,y@example.com\n")
+    instance.add_dynamic_partitions("uploads", [upload.id])
+    result = defs.resolve_job_def("import_upload").execute_in_process(
+        instance=instance, partition_key=upload.id, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "upload_file"

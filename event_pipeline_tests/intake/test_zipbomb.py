@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from event_pipeline.intake import IntakeError, read_table
+
+from .corpus import MINIMAL_WORKBOOK_XML, forge_declared_sizes, write_zip, write_zip_bomb
+
+MB = 1024 * 1024
+
+
+def test_highly_compressed_member_is_refused_before_inflating(tmp_path: Path) -> None:
+    path = write_zip_bomb(tmp_path / "bomb.xlsx", inflated_bytes=200 * MB)
+    assert path.stat().st_size < 1 * MB
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(IntakeError) as info:
+            read_table(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0
+    assert peak < 20 * MB
+    assert info.value.detail["code"] == "zip_bomb"
+    assert info.value.detail["member"] == "xl/worksheets/sheet1.xml"
+    assert int(str(info.value.detail["ratio"])) > 100
+    assert str(info.value).startswith(
+        "This Excel file was refused because it expands to far more data than it contains "
+        "(member 'xl/worksheets/sheet1.xml' is compressed "
+    )
+
+
+def test_declared_total_over_budget(tmp_path: Path) -> None:
+    path = write_zip_bomb(tmp_path / "bomb.xlsx", inflated_bytes=20 * MB)
+    with pytest.raises(IntakeError) as info:
+        read_table(path, max_bytes=1 * MB)  # budget: 16 x 1 MB
+    assert info.value.detail["code"] == "zip_bomb"
+    assert info.value.detail["budget"] == 16 * MB
+    assert int(str(info.value.detail["declared"])) > 20 * MB
+
+
+def test_lying_size_declaration_is_caught_while_streaming(tmp_path: Path) -> None:
+    # The directory claims the sheet inflates to 1000 bytes; really it is 30 MB. zipfile stops at
+    # the declared size and the CRC no longer matches, so nothing big is ever materialised.
+    path = write_zip(
+        tmp_path / "liar.xlsx",
+        {"xl/workbook.xml": MINIMAL_WORKBOOK_XML.encode(), "xl/worksheets/sheet1.xml": b"<c/>" * (30 * MB // 4)},
+    )
+    forge_declared_sizes(path, "xl/worksheets/sheet1.xml", 1000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(IntakeError) as info:
+            read_table(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * MB
+    assert info.value.detail["code"] == "corrupt"
+    assert str(info.value).startswith("This Excel (XLSX) file is damaged: its ZIP structure is inconsistent")
+
+
+def test_size_limit_checked_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"name,email\n" + b"Kim,k@example.com\n" * 1000)
+    with pytest.raises(IntakeError) as info:
+        read_table(path, max_bytes=1000)
+    assert info.value.detail == {"code": "too_large", "size": 18011, "limit": 1000}
+    assert str(info.value) == (
+        "The file is too large (17.6 KB); the limit is 1000 bytes. Split the list into smaller files."
+    )
