@@ -22,7 +22,9 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.e2e
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes], log: Path) -> float:
+def _wait_for(
+    what: str, check: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes], log: Path
+) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         if check():
