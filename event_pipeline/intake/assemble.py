@@ -62,9 +62,7 @@ def assemble(
     notes = list(warnings) + list(grid.warnings) + mapping.warnings
     skipped_above = int(np.count_nonzero(nonblank_rows_above(cells, index)))
     if skipped_above:
-        notes.append(
-            f"{skipped_above} row(s) above the header (row {header_row}) were ignored as titles or notes."
-        )
+        notes.append(f"{skipped_above} row(s) above the header (row {header_row}) were ignored as titles or notes.")
     phone_position = mapping.canonical.get("phone")
     numeric_phones = grid.numeric_cells.get(phone_position, 0) if phone_position is not None else 0
     if numeric_phones:

@@ -94,9 +94,7 @@ def read_delimited(text: str, delimiter: str) -> RawGrid:
         except pd.errors.EmptyDataError as exc:
             raise IntakeError("The file is empty.", {"code": "empty"}) from exc
     else:  # pragma: no cover - would need > 8 ever-wider multi-line records
-        raise IntakeError(
-            "The CSV file is malformed: its rows have inconsistent widths.", {"code": "malformed_csv"}
-        )
+        raise IntakeError("The CSV file is malformed: its rows have inconsistent widths.", {"code": "malformed_csv"})
     cells.columns = pd.RangeIndex(cells.shape[1])
     if b'"' not in payload:
         # Without quotes no value can hold a line break: record i is line i + 1.

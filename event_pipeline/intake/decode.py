@@ -36,7 +36,7 @@ def _undecodable(encoding: str, exc: UnicodeDecodeError, base: int = 0) -> Intak
 
 
 def bomless_utf16(data: bytes) -> str | None:
-    """"utf-16-le"/"utf-16-be" if BOM-less bytes look like UTF-16 text, else None.
+    """ "utf-16-le"/"utf-16-be" if BOM-less bytes look like UTF-16 text, else None.
 
     ASCII characters (digits, @, commas, line breaks) put a NUL in the high byte of each code
     unit, so UTF-16 text has many NULs on one byte parity. Some Hangul code units end in 00

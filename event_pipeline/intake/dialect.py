@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 
 CANDIDATE_DELIMITERS = (",", "\t", ";", "|")
 SAMPLE_CHARS = 64 * 1024
 SAMPLE_LINES = 50
+# Excel's own delimiter hint as a first line ("sep=;"); the line itself is then an ignored title row.
+_SEP_HINT = re.compile(r'sep=([,;\t|])[,;\t|"]*\r?\n')
 
 
 def _score(sample: str, delimiter: str) -> tuple[int, int]:
@@ -38,9 +41,12 @@ def _score(sample: str, delimiter: str) -> tuple[int, int]:
 def sniff_delimiter(text: str) -> str:
     """Pick among , TAB ; | the delimiter that splits the first lines most consistently.
 
-    Falls back to "," (a one-column file has no delimiter to find; header detection then
-    explains what is missing).
+    An Excel ``sep=X`` first line wins. Falls back to "," (a one-column file has no delimiter to
+    find; header detection then explains what is missing).
     """
+    hinted = _SEP_HINT.match(text)
+    if hinted:
+        return hinted.group(1)
     sample = text[:SAMPLE_CHARS]
     if len(text) > SAMPLE_CHARS:
         # Drop the probably-cut last line so it does not skew the counts.

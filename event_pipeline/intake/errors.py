@@ -19,6 +19,10 @@ class IntakeError(Exception):
         self.reason = reason
         self.detail: dict[str, object] = dict(detail or {})
 
+    def __reduce__(self) -> tuple[type[IntakeError], tuple[str, dict[str, object]]]:
+        # Keep detail across pickling (Dagster moves exceptions between processes).
+        return (type(self), (self.reason, self.detail))
+
     @property
     def code(self) -> str:
         return str(self.detail.get("code", "rejected"))

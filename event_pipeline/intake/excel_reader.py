@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import python_calamine as calamine
+from pandas.api.types import infer_dtype
 
 from event_pipeline.intake.cells import cell_text, is_number
 from event_pipeline.intake.errors import IntakeError
@@ -16,35 +17,36 @@ from event_pipeline.intake.table import RawGrid
 from event_pipeline.intake.zipguard import check_xlsx_container
 
 
-def _text_rows(rows: Iterable[Sequence[object]]) -> tuple[list[list[str]], Counter[int]]:
-    """All cells as text, plus how many numeric cells each column had (for the phone warning)."""
-    out: list[list[str]] = []
-    numeric: Counter[int] = Counter()
-    for row in rows:
-        if all(type(cell) is str for cell in row):
-            out.append(list(row))  # type: ignore[arg-type]
-            continue
-        converted = []
-        for position, cell in enumerate(row):
-            if type(cell) is str:
-                converted.append(cell)
-                continue
-            if is_number(cell):
-                numeric[position] += 1
-            converted.append(cell_text(cell))
-        out.append(converted)
-    return out, numeric
+def _text_column(values: np.ndarray) -> tuple[pd.Series, int]:
+    """One column of cell objects as text, plus how many were numbers (phones that lost a 0)."""
+    # infer_dtype is a single C pass; most columns (names, emails) are all text already.
+    if infer_dtype(values, skipna=False) in ("string", "empty"):
+        return pd.Series(values, dtype="str"), 0
+    numeric = sum(1 for v in values if is_number(v))
+    text = [v if type(v) is str else cell_text(v) for v in values]
+    return pd.Series(text, dtype="str"), numeric
 
 
-def _grid(rows: list[list[str]], numeric: Counter[int], first_row: int = 1) -> RawGrid:
+def _grid(rows: list[list[Any]], first_row: int = 1) -> RawGrid:
+    """Cell objects (rows from the sheet's A1) to a RawGrid of text, converted column by column."""
     width = max((len(r) for r in rows), default=0)
-    columns = list(zip(*(r + [""] * (width - len(r)) for r in rows), strict=True)) if rows else []
-    cells = pd.DataFrame({i: pd.Series(col, dtype="str") for i, col in enumerate(columns)})
+    if any(len(r) != width for r in rows):
+        rows = [r + [None] * (width - len(r)) for r in rows]
+    matrix = np.empty((len(rows), width), dtype=object)
+    if rows:
+        matrix[:] = rows
+    columns: dict[int, pd.Series] = {}
+    numeric: dict[int, int] = {}
+    for position in range(width):
+        columns[position], count = _text_column(matrix[:, position])
+        if count:
+            numeric[position] = count
+    cells = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
     cells.columns = pd.RangeIndex(width)
     return RawGrid(
         cells=cells,
         source_rows=np.arange(first_row, first_row + len(rows), dtype=np.int64),
-        numeric_cells=dict(numeric),
+        numeric_cells=numeric,
     )
 
 
@@ -52,19 +54,16 @@ def _has_content(rows: Sequence[Sequence[object]]) -> bool:
     return any(str(cell).strip() for row in rows for cell in row if cell is not None)
 
 
-def _open(data: bytes, fmt: str) -> calamine.CalamineWorkbook:
-    try:
-        return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-    except calamine.PasswordError as exc:
-        raise IntakeError(
-            "This Excel file is password-protected. Remove the password and upload it again.",
-            {"code": "encrypted"},
-        ) from exc
+def _encrypted() -> IntakeError:
+    return IntakeError(
+        "This Excel file is password-protected. Remove the password and upload it again.",
+        {"code": "encrypted"},
+    )
 
 
 def _pick_sheet(
     workbook: calamine.CalamineWorkbook, sheet: str | None
-) -> tuple[str, list[list[object]] | None, list[str]]:
+) -> tuple[str, list[list[Any]] | None, list[str]]:
     """(sheet name, its rows or None if every sheet is empty, warnings)."""
     names: list[str] = list(workbook.sheet_names)
     if sheet is not None:
@@ -91,27 +90,26 @@ def _pick_sheet(
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
         if _has_content(rows):
             warnings = (
-                [f"Sheet(s) {', '.join(repr(s) for s in skipped)} are empty; read sheet '{name}'."]
-                if skipped
-                else []
+                [f"Sheet(s) {', '.join(repr(s) for s in skipped)} are empty; read sheet '{name}'."] if skipped else []
             )
             if len(visible) > 1 and name == visible[0]:
                 warnings.append(
-                    f"The workbook has {len(visible)} sheets; only the first, '{name}', was read."
+                    f"The workbook has {len(visible)} sheets; only the first non-empty one, '{name}', was read."
                 )
             return name, rows, warnings
         skipped.append(name)
     return (ordered[0] if ordered else ""), None, []
 
 
-def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[object]]]:
+def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[Any]]]:
     import openpyxl
 
     workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in workbook.sheetnames:
             raise IntakeError(
-                f"The workbook has no sheet named '{sheet}'.", {"code": "sheet_not_found", "sheets": workbook.sheetnames}
+                f"The workbook has no sheet named '{sheet}'.",
+                {"code": "sheet_not_found", "sheets": workbook.sheetnames},
             )
         names = [sheet] if sheet is not None else list(workbook.sheetnames)
         for name in names:
@@ -132,13 +130,15 @@ def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -
         check_xlsx_container(data, max_bytes)
     warnings: list[str] = []
     try:
-        workbook = _open(data, fmt)
+        workbook = calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         try:
-            name, rows, warnings = _pick_sheet(workbook, sheet)
+            _sheet_name, rows, warnings = _pick_sheet(workbook, sheet)
         finally:
             workbook.close()
     except IntakeError:
         raise
+    except calamine.PasswordError as exc:
+        raise _encrypted() from exc
     except Exception as exc:  # calamine raises its own types plus ValueError/OSError on odd files
         if fmt != "xlsx":
             raise IntakeError(
@@ -147,7 +147,7 @@ def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -
                 {"code": "corrupt", "error": str(exc)},
             ) from exc
         try:
-            name, raw = _openpyxl_rows(data, sheet)
+            _sheet_name, raw = _openpyxl_rows(data, sheet)
         except IntakeError:
             raise
         except Exception as fallback_exc:
@@ -159,6 +159,4 @@ def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -
         rows = raw if _has_content(raw) else None
     if rows is None:
         raise IntakeError("The workbook contains no data (every sheet is empty).", {"code": "empty"})
-    text_rows, numeric = _text_rows(rows)
-    grid = _grid(text_rows, numeric)
-    return grid, warnings
+    return _grid(rows), warnings

@@ -163,10 +163,18 @@ def map_headers(header: Sequence[str], header_row: int, has_data: Sequence[bool]
     return HeaderMap(canonical=canonical, sources=sources, extras=extras, warnings=warnings)
 
 
-def no_header_error(rows: Sequence[Sequence[str]], first_row_number: int = 1) -> IntakeError:
+_LOOKS_PERSONAL = re.compile(r"@|[0-9][0-9 ()+.\-]{6,}")
+
+
+def _redact(cell: str) -> str:
+    """Header-less files start with data; keep emails and phone numbers out of the reason text."""
+    return "…" if _LOOKS_PERSONAL.search(cell) else cell[:40]
+
+
+def no_header_error(rows: Sequence[Sequence[str]]) -> IntakeError:
     first = next((r for r in rows[:HEADER_SCAN_ROWS] if any(c.strip() for c in r)), None)
-    found = [c for c in first if c.strip()] if first is not None else []
-    shown = ", ".join(f"'{c[:40]}'" for c in found[:12]) or "(nothing)"
+    found = [_redact(c) for c in first if c.strip()] if first is not None else []
+    shown = ", ".join(f"'{c}'" for c in found[:12]) or "(nothing)"
     return IntakeError(
         f"No header row found in the first {HEADER_SCAN_ROWS} rows. A header row needs at least two known "
         "column names, one of them a name or email column (e.g. 이름/Name and 이메일/Email). "

@@ -69,9 +69,7 @@ def _classify_zip(source: Path | io.BytesIO) -> str:
         ) from exc
     if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
         if "xl/workbook.bin" in names and "xl/workbook.xml" not in names:
-            raise _reject(
-                "an Excel binary workbook (XLSB)", "Save it in Excel as 'Excel Workbook (*.xlsx)'. "
-            )
+            raise _reject("an Excel binary workbook (XLSB)", "Save it in Excel as 'Excel Workbook (*.xlsx)'. ")
         return "xlsx"
     if "word/document.xml" in names:
         raise _reject("a Word document (DOCX)")
@@ -145,8 +143,7 @@ def _classify_text(head: bytes) -> str:
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and bomless_utf16(head) is None:
         offset = head.index(b"\x00")
         raise IntakeError(
-            f"This file is not a spreadsheet: it contains binary data (a NUL byte at byte offset {offset}). "
-            + _HINT,
+            f"This file is not a spreadsheet: it contains binary data (a NUL byte at byte offset {offset}). " + _HINT,
             {"code": "not_a_table", "looks_like": "binary data", "offset": offset},
         )
     return "csv"

@@ -36,7 +36,7 @@ class CleanParticipants(pa.DataFrameModel):
 
     source_row: Series[int] = pa.Field(ge=1, unique=True)
     name: Series[str] = pa.Field(str_length={"min_value": 2, "max_value": 100})
-    email: Series[str] = pa.Field(str_matches=r"^[^@\s]+@[^@\s]+$")
+    email: Series[str] = pa.Field(str_matches=r"[^@ \t\r\n]+@[^@ \t\r\n]+\Z")
     phone: Series[str]
     department: Series[str]
     position: Series[str]

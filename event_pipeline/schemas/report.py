@@ -65,6 +65,7 @@ def write_error_report(path: Path, errors: Sequence[RowError], original: pd.Data
     """
     path = Path(path)
     names, values = _original_columns(original, {e.row for e in errors})
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:

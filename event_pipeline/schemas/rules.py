@@ -48,9 +48,7 @@ def row_rules(*, default_region: str, phone_required: bool) -> list[Rule]:
     ]
     if phone_required:
         rules += [
-            Rule(
-                "phone", "phone_required", lambda s: s != "", lambda _v: "phone is empty (phone is required)."
-            ),
+            Rule("phone", "phone_required", lambda s: s != "", lambda _v: "phone is empty (phone is required)."),
             Rule(
                 "phone",
                 "phone_valid",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from event_pipeline.schemas.models import CLEAN_COLUMNS, OPTIONAL_FIELDS, CleanParticipants, RawParticipants
+from event_pipeline.schemas.models import CLEAN_COLUMNS, CleanParticipants, RawParticipants
 from event_pipeline.schemas.normalise import (
     as_text,
     collapse_whitespace,
@@ -20,7 +21,7 @@ def _normalise(frame: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Serie
     """The candidate clean frame (same index as ``frame``) and the phone validity mask."""
     n = len(frame)
     blank = pd.Series([""] * n, index=frame.index, dtype="str")
-    phones, phone_ok = normalise_phones(frame["phone"] if "phone" in frame else blank, region)
+    phones, phone_ok = normalise_phones(frame.get("phone", blank), region)
     work = pd.DataFrame(
         {
             "source_row": frame["source_row"].astype("int64"),
@@ -29,9 +30,7 @@ def _normalise(frame: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Serie
             "phone": phones,
             "department": collapse_whitespace(frame["department"]) if "department" in frame else blank,
             "position": collapse_whitespace(frame["position"]) if "position" in frame else blank,
-            "extra": as_text(frame["extra"]).replace("", "{}")
-            if "extra" in frame
-            else blank.replace("", "{}"),
+            "extra": as_text(frame["extra"]).replace("", "{}") if "extra" in frame else blank.replace("", "{}"),
         },
         index=frame.index,
     )
@@ -51,6 +50,45 @@ def _failures(work: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     return pd.DataFrame(columns=["column", "check", "index"])
 
 
+def _row_errors(
+    frame: pd.DataFrame, work: pd.DataFrame, cases: pd.DataFrame, rules: dict[str, Rule]
+) -> tuple[list[RowError], np.ndarray]:
+    """RowErrors for pandera's failure cases, ordered by row then column; and the failing positions.
+
+    Built column-wise (one message per distinct value) because a file whose email column is
+    shifted fails on every row, and 660k per-row lookups would dominate the run.
+    """
+    if cases.empty:
+        return [], np.zeros(0, dtype=np.int64)
+    # ``work`` has a RangeIndex, so failure-case index labels are positions.
+    positions = cases["index"].to_numpy(dtype=np.int64)
+    columns = cases["column"].astype(str).to_numpy(dtype=object)
+    checks = cases["check"].astype(str).to_numpy(dtype=object)
+    source_rows = work["source_row"].to_numpy(dtype=np.int64)[positions]
+    column_rank = np.array([CLEAN_COLUMNS.index(c) for c in columns], dtype=np.int64)
+    order = np.lexsort((column_rank, source_rows))
+
+    previews = np.empty(len(cases), dtype=object)
+    messages = np.empty(len(cases), dtype=object)
+    for column in np.unique(columns):
+        in_column = columns == column
+        at = positions[in_column]
+        originals = frame[column].to_numpy(dtype=object)[at] if column in frame else np.full(len(at), "", dtype=object)
+        previews[in_column] = [preview(v) for v in originals]
+        normalised = work[column].to_numpy(dtype=object)[at]
+        column_checks = checks[in_column]
+        texts: dict[tuple[str, str], str] = {}
+        messages[in_column] = [
+            texts.get((check, value)) or texts.setdefault((check, value), rules[check].message(value))
+            for check, value in zip(column_checks, normalised, strict=True)
+        ]
+    errors = [
+        RowError(row=int(source_rows[i]), column=str(columns[i]), value_preview=previews[i], message=messages[i])
+        for i in order
+    ]
+    return errors, np.unique(positions)
+
+
 def validate_participants(
     frame: pd.DataFrame, *, default_region: str = "KR", phone_required: bool = False
 ) -> ValidationOutcome:
@@ -61,47 +99,30 @@ def validate_participants(
     error only when ``phone_required``, otherwise a warning with the phone kept as given.
     """
     RawParticipants.validate(frame, lazy=True)
+    # Row lookups below go by index label; a caller's non-unique index must not alias rows.
+    frame = frame.reset_index(drop=True)
     work, phone_ok = _normalise(frame, default_region)
     rules = row_rules(default_region=default_region, phone_required=phone_required)
-    by_name = {rule.name: rule for rule in rules}
     cases = _failures(work, rules)
 
-    errors: list[RowError] = []
-    bad_index: set[object] = set()
-    if len(cases):
-        source_rows = work["source_row"]
-        for column, check, index in cases[["column", "check", "index"]].itertuples(index=False):
-            original = frame.at[index, column] if column in frame else ""
-            normalised = str(work.at[index, column])
-            errors.append(
-                RowError(
-                    row=int(source_rows.at[index]),
-                    column=str(column),
-                    value_preview=preview(original),
-                    message=by_name[str(check)].message(normalised),
-                )
-            )
-            bad_index.add(index)
-        column_order = {c: i for i, c in enumerate(CLEAN_COLUMNS)}
-        errors.sort(key=lambda e: (e.row, column_order.get(e.column, 99)))
+    errors, bad_positions = _row_errors(frame, work, cases, {rule.name: rule for rule in rules})
+
+    keep = np.ones(len(work), dtype=bool)
+    keep[bad_positions] = False
 
     warnings: list[RowError] = []
     if not phone_required and "phone" in frame:
-        unparsed = (work["phone"] != "") & ~phone_ok
-        if unparsed.any():
-            for index in work.index[unparsed.to_numpy()]:
-                if index in bad_index:
-                    continue
-                warnings.append(
-                    RowError(
-                        row=int(work.at[index, "source_row"]),
-                        column="phone",
-                        value_preview=preview(frame.at[index, "phone"]),
-                        message=f"phone number not recognised (default region {default_region}); kept as given.",
-                    )
-                )
+        # Rejected rows get no phone warning: the report already sends the organiser to them.
+        unparsed = np.flatnonzero(((work["phone"] != "") & ~phone_ok).to_numpy(dtype=bool) & keep)
+        if unparsed.size:
+            message = f"phone number not recognised (default region {default_region}); kept as given."
+            rows = work["source_row"].to_numpy(dtype=np.int64)[unparsed]
+            given = frame["phone"].to_numpy(dtype=object)[unparsed]
+            warnings = [
+                RowError(row=int(row), column="phone", value_preview=preview(value), message=message)
+                for row, value in zip(rows, given, strict=True)
+            ]
 
-    valid = work.loc[~work.index.isin(list(bad_index))] if bad_index else work
-    valid = valid.reset_index(drop=True)[list(CLEAN_COLUMNS)]
+    valid = work.loc[keep].reset_index(drop=True)[list(CLEAN_COLUMNS)]
     CleanParticipants.validate(valid, lazy=True)
-    return ValidationOutcome(valid=valid, errors=errors, invalid_rows=len(bad_index), warnings=warnings)
+    return ValidationOutcome(valid=valid, errors=errors, invalid_rows=len(bad_positions), warnings=warnings)

@@ -12,7 +12,7 @@ from pathlib import Path
 import openpyxl
 import xlwt
 
-Rows = Sequence[Sequence[object]]
+Rows = Sequence[Sequence[object]] | Sequence[list[object]]
 
 
 def write_csv(

@@ -156,3 +156,13 @@ def test_source_rows_match_csv_module_on_random_multiline_file(tmp_path: Path) -
     table = read_table(path)
     assert table.frame["source_row"].tolist() == expected
     assert table.rows == 20_000
+
+
+def test_excel_sep_hint_line(tmp_path: Path) -> None:
+    # Only ';' appears as a field separator, but the data would also split on ',' - the hint decides.
+    text = "sep=;\r\nname;email;memo\r\nKim;k@example.com;a,b\r\n"
+    table = read_table(_write(tmp_path, text))
+    assert table.delimiter == ";"
+    assert table.header_row == 2
+    assert table.frame["source_row"].tolist() == [3]
+    assert [json.loads(x) for x in table.frame["extra"]] == [{"memo": "a,b"}]

@@ -9,7 +9,11 @@ from event_pipeline.intake.decode import decode_text
 
 from .corpus import write_csv
 
-KOREAN = [["이름", "이메일", "부서"], ["홍길동", "hong@example.com", "개발팀"], ["똠방각하", "ddom@example.com", "영업"]]
+KOREAN = [
+    ["이름", "이메일", "부서"],
+    ["홍길동", "hong@example.com", "개발팀"],
+    ["똠방각하", "ddom@example.com", "영업"],
+]
 
 
 @pytest.mark.parametrize(

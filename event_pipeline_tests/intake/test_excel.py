@@ -10,7 +10,7 @@ from event_pipeline.intake import IntakeError, read_table
 
 from .corpus import write_xls, write_xlsx
 
-TITLED = [
+TITLED: list[list[object]] = [
     ["2024 행사 참가자 명단"],
     [],
     [None, "이름", "이메일", "휴대폰", "등록일", "인원", "확정"],
@@ -43,7 +43,7 @@ def test_xlsx_with_title_rows(tmp_path: Path) -> None:
 
 
 def test_legacy_xls(tmp_path: Path) -> None:
-    rows = [
+    rows: list[list[object]] = [
         ["참가자 명단"],
         [],
         ["성명", "E-mail", "연락처", "생일"],
@@ -72,7 +72,7 @@ def test_legacy_xls(tmp_path: Path) -> None:
 
 
 def test_big_integers_and_fractions(tmp_path: Path) -> None:
-    rows = [["name", "email", "id", "ratio"], ["Kim", "k@example.com", 12345678901234.0, 0.1]]
+    rows: list[list[object]] = [["name", "email", "id", "ratio"], ["Kim", "k@example.com", 12345678901234.0, 0.1]]
     table = read_table(write_xlsx(tmp_path / "a.xlsx", {"S": rows}))
     assert json.loads(table.frame["extra"][0]) == {"id": "12345678901234", "ratio": "0.1"}
 
@@ -92,12 +92,15 @@ def test_first_non_empty_visible_sheet(tmp_path: Path) -> None:
 def test_named_sheet(tmp_path: Path) -> None:
     path = write_xlsx(
         tmp_path / "a.xlsx",
-        {"1일차": [["name", "email"], ["Kim", "k@example.com"]], "2일차": [["name", "email"], ["Lee", "l@example.com"]]},
+        {
+            "1일차": [["name", "email"], ["Kim", "k@example.com"]],
+            "2일차": [["name", "email"], ["Lee", "l@example.com"]],
+        },
     )
     assert read_table(path, sheet="2일차").frame["name"].tolist() == ["Lee"]
     first = read_table(path)
     assert first.frame["name"].tolist() == ["Kim"]
-    assert first.warnings == ["The workbook has 2 sheets; only the first, '1일차', was read."]
+    assert first.warnings == ["The workbook has 2 sheets; only the first non-empty one, '1일차', was read."]
 
 
 def test_missing_sheet_lists_sheets(tmp_path: Path) -> None:
@@ -128,3 +131,29 @@ def test_header_only_workbook(tmp_path: Path) -> None:
     table = read_table(write_xls(tmp_path / "a.xls", [["이름", "이메일"]]))
     assert table.rows == 0
     assert table.warnings == ["The file has a header row but no data rows."]
+
+
+def test_openpyxl_fallback_when_calamine_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import python_calamine
+
+    def broken(_source: object) -> None:
+        raise python_calamine.CalamineError("unsupported feature")
+
+    path = write_xlsx(tmp_path / "a.xlsx", {"참가자": TITLED})
+    expected = read_table(path)
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_filelike", broken)
+    fallback = read_table(path)
+    assert fallback.frame.to_dict(orient="records") == expected.frame.to_dict(orient="records")
+    assert fallback.header_row == expected.header_row == 3
+
+
+def test_broken_xls_is_a_clear_error(tmp_path: Path) -> None:
+    damaged = bytearray(write_xls(tmp_path / "good.xls", [["name", "email"], ["Kim", "k@example.com"]]).read_bytes())
+    damaged[512:1024] = b"\xff" * 512  # the first sector after the header: the workbook stream starts there
+    path = tmp_path / "bad.xls"
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.detail["code"] == "corrupt"
+    assert str(info.value).startswith("This Excel (XLS) file could not be read (")
+    assert str(info.value).endswith("Open it in Excel and save it as XLSX.")

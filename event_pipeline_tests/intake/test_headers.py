@@ -152,3 +152,24 @@ def test_extra_json_escapes(tmp_path: Path) -> None:
     table = read_table(write_csv(tmp_path / "a.csv", rows))
     assert json.loads(table.frame["extra"][0]) == {'say "hi"': 'a"b', "경로\\": "c:\\x\n"}
     assert table.frame["extra"][0] == json.dumps({'say "hi"': 'a"b', "경로\\": "c:\\x\n"}, ensure_ascii=False)
+
+
+def test_no_header_message_keeps_personal_data_out(tmp_path: Path) -> None:
+    rows = [["홍길동", "hong@example.com", "010-1234-5678", "개발팀"]]
+    with pytest.raises(IntakeError) as info:
+        read_table(write_csv(tmp_path / "a.csv", rows))
+    assert info.value.detail == {"code": "no_header", "headers": ["홍길동", "…", "…", "개발팀"]}
+    assert str(info.value).endswith("The first non-empty row has: '홍길동', '…', '…', '개발팀'.")
+
+
+def test_intake_error_pickles_with_detail() -> None:
+    import pickle
+
+    error = IntakeError("The file is empty.", {"code": "empty"})
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object, round trip only
+    assert (str(copy), copy.reason, copy.detail, copy.code) == (
+        "The file is empty.",
+        "The file is empty.",
+        {"code": "empty"},
+        "empty",
+    )

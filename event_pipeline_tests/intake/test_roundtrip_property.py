@@ -70,8 +70,11 @@ def test_csv_roundtrip(case: tuple[str, str, str, list[list[str]]]) -> None:
     buffer = io.StringIO()
     # csv.writer only quotes the characters of *its* line terminator: with "\n" it would leave a
     # bare "\r" unquoted, which no RFC 4180 reader can tell from a line end. Quote all then.
-    quoting = csv.QUOTE_MINIMAL if terminator == "\r\n" else csv.QUOTE_ALL
-    csv.writer(buffer, delimiter=delimiter, lineterminator=terminator, quoting=quoting).writerows(rows)
+    if terminator == "\r\n":
+        writer = csv.writer(buffer, delimiter=delimiter, lineterminator=terminator)
+    else:
+        writer = csv.writer(buffer, delimiter=delimiter, lineterminator=terminator, quoting=csv.QUOTE_ALL)
+    writer.writerows(rows)
     text = buffer.getvalue()
     payload = text.encode(encoding)
     if encoding == "cp949":

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from event_pipeline.intake import IntakeError, read_table, sniff_format
+
 from .corpus import (
     MINIMAL_WORKBOOK_XML,
     PDF_BYTES,
@@ -117,8 +118,16 @@ def test_truncated_zip(tmp_path: Path) -> None:
     ("streams", "code", "message_start"),
     [
         (("Root Entry", "EncryptedPackage", "EncryptionInfo"), "encrypted", "This Excel file is password-protected."),
-        (("Root Entry", "WordDocument", "1Table"), "not_a_table", "This file is not a spreadsheet: it looks like a legacy Word document (DOC)."),
-        (("Root Entry", "Foo"), "not_a_table", "This file is not a spreadsheet: it looks like a Microsoft Office compound file"),
+        (
+            ("Root Entry", "WordDocument", "1Table"),
+            "not_a_table",
+            "This file is not a spreadsheet: it looks like a legacy Word document (DOC).",
+        ),
+        (
+            ("Root Entry", "Foo"),
+            "not_a_table",
+            "This file is not a spreadsheet: it looks like a Microsoft Office compound file",
+        ),
     ],
 )
 def test_ole2_that_is_not_a_workbook(tmp_path: Path, streams: tuple[str, ...], code: str, message_start: str) -> None:
