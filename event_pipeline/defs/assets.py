@@ -33,6 +33,18 @@ class UploadFacts:
     event_slug: str
 
 
+class ParseConfig(dg.Config):
+    """Launchpad options for reading the file (default: the upload's manifest)."""
+
+    sheet: str | None = None
+
+
+class ValidationConfig(dg.Config):
+    """Launchpad options: strict = all or nothing (default: as chosen at upload time)."""
+
+    strict: bool | None = None
+
+
 def _upload(db: DatabaseResource, upload_id: str) -> Upload:
     with db.engine().connect() as conn:
         upload = uploads_store.get_upload(conn, upload_id)
@@ -85,14 +97,20 @@ def upload_file(context: dg.AssetExecutionContext, db: DatabaseResource) -> Uplo
 )
 def parsed_rows(
     context: dg.AssetExecutionContext,
+    config: ParseConfig,
     upload_file: UploadFacts,
     db: DatabaseResource,
     storage: StorageResource,
 ) -> ParsedTable:
     upload = _upload(db, upload_file.upload_id)
-    manifest = inbox.read_manifest(Path(upload.inbox_path)) if upload.inbox_path else inbox.Manifest()
+    sheet = config.sheet
+    if sheet is None and upload.inbox_path:
+        try:
+            sheet = inbox.read_manifest(Path(upload.inbox_path)).sheet
+        except ValueError as exc:
+            raise _reject(str(exc)) from None
     try:
-        parsed = rows.parse_upload(db.engine(), upload, max_bytes=storage.max_upload_bytes, sheet=manifest.sheet)
+        parsed = rows.parse_upload(db.engine(), upload, max_bytes=storage.max_upload_bytes, sheet=sheet)
     except rows.UploadRejected as exc:
         raise _reject(str(exc)) from None
     context.add_output_metadata(
@@ -118,14 +136,21 @@ def parsed_rows(
 )
 def validated_rows(
     context: dg.AssetExecutionContext,
+    config: ValidationConfig,
     parsed_rows: ParsedTable,
     db: DatabaseResource,
     storage: StorageResource,
 ) -> rows.ValidatedRows:
     upload = _upload(db, context.partition_key)
+    strict = upload.strict if config.strict is None else config.strict
     try:
         validated = rows.validate_upload(
-            db.engine(), storage.paths(), upload, parsed_rows, default_region=storage.default_phone_region
+            db.engine(),
+            storage.paths(),
+            upload,
+            parsed_rows,
+            strict=strict,
+            default_region=storage.default_phone_region,
         )
     except rows.UploadRejected as exc:
         raise _reject(str(exc)) from None
@@ -134,6 +159,7 @@ def validated_rows(
             "rows_in_file": validated.rows_in_file,
             "valid_rows": len(validated.valid),
             "invalid_rows": validated.invalid_rows,
+            "strict": strict,
             "errors": validated.error_count,
             "warnings": validated.warning_count,
             "error_report": dg.MetadataValue.path(validated.error_report_path or ""),

@@ -59,7 +59,13 @@ def parse_upload(engine: Engine, upload: Upload, *, max_bytes: int, sheet: str |
 
 
 def validate_upload(
-    engine: Engine, paths: Paths, upload: Upload, parsed: ParsedTable, *, default_region: str = "KR"
+    engine: Engine,
+    paths: Paths,
+    upload: Upload,
+    parsed: ParsedTable,
+    *,
+    strict: bool | None = None,
+    default_region: str = "KR",
 ) -> ValidatedRows:
     outcome = validate_participants(parsed.frame, default_region=default_region)
     report_path: str | None = None
@@ -69,7 +75,7 @@ def validate_upload(
         write_error_report(target, sorted(findings, key=lambda e: (e.row, e.column)), parsed.frame)
         report_path = str(target)
     uploads_store.update_upload(engine, upload.id, rejected_rows=outcome.invalid_rows, error_report_path=report_path)
-    if upload.strict and outcome.invalid_rows:
+    if (upload.strict if strict is None else strict) and outcome.invalid_rows:
         reason = (
             f"{upload.original_name}: strict mode: {outcome.invalid_rows} of {parsed.rows} rows are invalid, "
             f"nothing was loaded (first: row {outcome.errors[0].row}, column {outcome.errors[0].column}: "

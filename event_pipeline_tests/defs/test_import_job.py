@@ -148,7 +148,9 @@ def test_no_pii_in_dagster_event_log(instance: dg.DagsterInstance, var_home: set
     run_import(instance, write_csv(var_home.home / "in" / "p.csv", s.rows))
     runs = instance.get_run_records()
     assert len(runs) == 1
-    dump = "\n".join(r.event_log_entry.to_json() for r in instance.get_records_for_run(runs[0].dagster_run.run_id).records)
+    dump = "\n".join(
+        r.event_log_entry.to_json() for r in instance.get_records_for_run(runs[0].dagster_run.run_id).records
+    )
     assert "counts_add_up" in dump  # the dump really holds the run's events
     for name, email, phone, *_ in s.rows:
         assert email.lower() not in dump.lower()
@@ -173,3 +175,30 @@ def test_upload_file_asset_refuses_a_tampered_store_copy(
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "upload_file"
+
+
+def test_strict_mode_from_the_launchpad_config(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    source = write_csv(var_home.home / "in" / "l.csv", sample(6, invalid=1, duplicates=0).rows)
+    from event_pipeline.steps.inbox import receive_file
+
+    upload, _ = receive_file(engine(), var_home, event_slug="devcon-2026", source=source)
+    instance.add_dynamic_partitions("uploads", [upload.id])
+    result = defs.resolve_job_def("import_upload").execute_in_process(
+        instance=instance,
+        partition_key=upload.id,
+        raise_on_error=False,
+        run_config={"ops": {"validated_rows": {"config": {"strict": True}}}},
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "validated_rows"
+    assert "strict mode" in (failure.step_failure_data.user_failure_data.description or "")
+    assert _count(tables.participants) == 0
+    relaxed = defs.resolve_job_def("import_upload").execute_in_process(
+        instance=instance,
+        partition_key=upload.id,
+        raise_on_error=False,
+        run_config={"ops": {"validated_rows": {"config": {"strict": False}}}},
+    )
+    assert relaxed.success and _count(tables.participants) == 5
