@@ -44,6 +44,7 @@ MessageBuilder = Callable[[list[Delivery]], dict[int, OutgoingMessage]]
 Clock = Callable[[], datetime]
 _ERROR_MAX = 500
 _MIN_NAP_S = 0.05
+FLUSH_AFTER_S = 0.05
 
 
 def wall_clock() -> datetime:
@@ -95,29 +96,30 @@ def attempt(sender: Sender, delivery: Delivery, message: OutgoingMessage, now: d
     an ``Outcome``. Error texts are redacted of addresses before they can reach the database.
     """
     assert delivery.claimed_at is not None
-    base = {"delivery_id": delivery.id, "claimed_at": delivery.claimed_at}
+    did, claim = delivery.id, delivery.claimed_at
     try:
         result = sender.send(message)
     except SenderUnavailableError:
         raise
     except PermanentSendError as exc:
-        return Outcome(**base, status="failed", last_error=redact(str(exc))[:_ERROR_MAX])
+        return Outcome(did, claim, "failed", last_error=redact(str(exc))[:_ERROR_MAX])
     except RateLimitedError as exc:
         when = policy.after_throttle(now, delivery.created_at, exc.retry_at)
         if when is None:
-            return Outcome(**base, status="failed", last_error=f"gave up after 24 h: {redact(str(exc))}"[:_ERROR_MAX])
+            return Outcome(did, claim, "failed", last_error=f"gave up after 24 h: {redact(str(exc))}"[:_ERROR_MAX])
+        error = redact(str(exc))[:_ERROR_MAX]
         return Outcome(
-            **base, status="awaiting_retry", last_error=redact(str(exc))[:_ERROR_MAX], next_attempt_at=when,
-            refund_attempt=True,
+            did, claim, "awaiting_retry", last_error=error, next_attempt_at=when, refund_attempt=True, throttled=True
         )
     except TransientSendError as exc:
         return _retry_or_fail(delivery, now, redact(str(exc)))
     except Exception as exc:
         # A bug in a sender must not leave the row in `sending`, nor loop: it is handled like a
-        # transient failure, so it uses up attempts. The type only: messages may quote data.
-        log.exception("sender raised unexpectedly for delivery %s", delivery.id)
+        # transient failure, so it uses up attempts. The type only, in the log too: exception
+        # messages and tracebacks may quote the recipient.
+        log.error("sender %s raised %s for delivery %s", sender.name, type(exc).__name__, delivery.id)
         return _retry_or_fail(delivery, now, f"unexpected {type(exc).__name__}")
-    return Outcome(**base, status="sent", provider_message_id=result.message_id or None, sent_at=now)
+    return Outcome(did, claim, "sent", provider_message_id=result.message_id or None, sent_at=now)
 
 
 def _retry_or_fail(delivery: Delivery, now: datetime, error: str) -> Outcome:
@@ -125,17 +127,26 @@ def _retry_or_fail(delivery: Delivery, now: datetime, error: str) -> Outcome:
     when = policy.after_failure(delivery.attempts, now, delivery.created_at)
     if when is None:
         return Outcome(
-            delivery.id, delivery.claimed_at, "failed",
+            delivery.id,
+            delivery.claimed_at,
+            "failed",
             last_error=f"gave up after {delivery.attempts} attempts: {error}"[:_ERROR_MAX],
         )
-    return Outcome(delivery.id, delivery.claimed_at, "awaiting_retry", last_error=error[:_ERROR_MAX], next_attempt_at=when)
+    return Outcome(
+        delivery.id, delivery.claimed_at, "awaiting_retry", last_error=error[:_ERROR_MAX], next_attempt_at=when
+    )
 
 
-def _put_back(delivery: Delivery, now: datetime, reason: str) -> Outcome:
+def _put_back(delivery: Delivery, reason: str, not_before: datetime | None = None) -> Outcome:
+    """The claim is returned unused: it never reached the provider, so it costs no attempt."""
     assert delivery.claimed_at is not None
     return Outcome(
-        delivery.id, delivery.claimed_at, "awaiting_retry", last_error=reason[:_ERROR_MAX],
-        next_attempt_at=now + policy.RETRY_DELAYS[0], refund_attempt=True,
+        delivery.id,
+        delivery.claimed_at,
+        "awaiting_retry",
+        last_error=reason[:_ERROR_MAX],
+        next_attempt_at=not_before,
+        refund_attempt=True,
     )
 
 
@@ -161,9 +172,16 @@ def dispatch_due(
     """
     kinds = tuple(kinds) if kinds is not None else None
     workers = max(1, workers)
-    # Claimed-but-unstarted rows wait in the pool's queue; keeping that queue short keeps a
-    # crash from stranding many claims and keeps every claim far younger than the stale limit.
-    capacity = workers + (workers if read_ahead is None else max(0, read_ahead))
+    # Claimed-but-unstarted rows wait in the pool's queue. The queue is refilled in chunks of at
+    # least half the read-ahead (claiming and building messages costs per batch, and this thread
+    # must keep up with all workers), but stays short: a crash strands few claims, and every
+    # claim stays far younger than the stale-claim limit.
+    read_ahead = 2 * workers if read_ahead is None else max(1, read_ahead)
+    capacity = workers + read_ahead
+    low_water = workers + read_ahead // 2
+    # Outcomes are written in groups of this many, or after FLUSH_AFTER_S at most: one commit per
+    # response would cost this thread more than the sends themselves.
+    flush_at = max(1, workers // 2)
     stats = DispatchStats()
     in_flight: dict[Future[Outcome], Delivery] = {}
     finished: list[tuple[Delivery, Outcome]] = []
@@ -176,7 +194,7 @@ def dispatch_due(
             store.record_outcomes(engine, [o for _, o in finished])
             for d, o in finished:
                 stats.count(d, o)
-                stats.throttled += o.status == "awaiting_retry" and o.refund_attempt
+                stats.throttled += o.throttled
             finished.clear()
 
     def settle(done: Iterable[Future[Outcome]]) -> None:
@@ -185,12 +203,15 @@ def dispatch_due(
         for future in done:
             d = in_flight.pop(future)
             if future.cancelled():
-                finished.append((d, _put_back(d, now, "not sent: dispatch stopped")))
+                finished.append((d, _put_back(d, "not sent: dispatch stopped")))
                 continue
             try:
                 finished.append((d, future.result()))
             except SenderUnavailableError as exc:
-                finished.append((d, _put_back(d, now, f"not sent: {redact(str(exc))}")))
+                # Back off like a failed attempt would, so the schedule does not hammer a
+                # provider that keeps refusing us every five minutes.
+                later = now + policy.RETRY_DELAYS[0]
+                finished.append((d, _put_back(d, f"not sent: {redact(str(exc))}", later)))
                 if abort is None:
                     abort = exc
                     for f in in_flight:
@@ -199,7 +220,7 @@ def dispatch_due(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mail") as pool:
         try:
             while True:
-                if abort is None and not drained and len(in_flight) < capacity:
+                if abort is None and not drained and len(in_flight) <= low_water:
                     room = capacity - len(in_flight)
                     claimed = store.claim_due(engine, limit=room, now=clock(), event_id=event_id, kinds=kinds)
                     stats.claimed += len(claimed)
@@ -218,9 +239,10 @@ def dispatch_due(
                         drained = False
                         continue
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(in_flight, timeout=FLUSH_AFTER_S if finished else None, return_when=FIRST_COMPLETED)
                 settle(done)
-                flush()
+                if len(finished) >= flush_at or not done:
+                    flush()
                 if progress is not None and stats.sent + stats.failed >= next_report:
                     next_report += progress_every
                     progress(stats)
@@ -252,7 +274,7 @@ def _submit(
         messages = build(claimed)
     except BaseException:
         # Nothing was sent: hand the claims back untouched rather than strand them in `sending`.
-        store.record_outcomes(engine, [_put_back(d, now, "not sent: building the message failed") for d in claimed])
+        store.record_outcomes(engine, [_put_back(d, "not sent: building the message failed") for d in claimed])
         raise
     for d in claimed:
         message = messages.get(d.id)

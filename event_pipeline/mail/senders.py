@@ -102,7 +102,8 @@ def build_mime(message: OutgoingMessage) -> EmailMessage:
         mime[f"X-Event-Pipeline-{key.replace('_', '-').title()}"] = value
     mime.set_content(message.text, charset="utf-8")
     mime.add_alternative(message.html, subtype="html", charset="utf-8")
-    html_part = mime.get_payload()[1]  # type: ignore[index]
+    html_part = mime.get_body(preferencelist=("html",))
+    assert html_part is not None
     for image in message.inline_images:
         maintype, subtype = image.mime_type.split("/", 1)
         html_part.add_related(
@@ -148,7 +149,9 @@ class OutboxSender:
         return SendResult(message_id=target.stem)
 
 
-def sendgrid_client(api_key: str, *, host: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> SendGridAPIClient:
+def sendgrid_client(
+    api_key: str, *, host: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> SendGridAPIClient:
     """A ``SendGridAPIClient`` that is safe to share between threads and never waits forever."""
     kwargs = {"host": host.rstrip("/").removesuffix("/v3")} if host else {}
     client = SendGridAPIClient(api_key=api_key, **kwargs)
@@ -249,5 +252,9 @@ def _error_summary(body: object) -> str:
         return ""
     if not isinstance(errors, list):
         return ""
-    parts = [f"{e.get('field') or '-'}: {e.get('message', '')}" for e in errors[:3] if isinstance(e, dict)]
+    parts = [
+        f"{e['field']}: {e.get('message', '')}" if e.get("field") else str(e.get("message", ""))
+        for e in errors[:3]
+        if isinstance(e, dict)
+    ]
     return redact(" (" + "; ".join(parts) + ")")[:400] if parts else ""

@@ -73,6 +73,8 @@ class Outcome:
     # The claim's attempt is handed back: the request was never one SendGrid could accept (429),
     # or it never left (the dispatcher stopped before sending it).
     refund_attempt: bool = False
+    # Not stored: lets the dispatcher count 429s separately from other retries.
+    throttled: bool = False
 
 
 def _insert(conn: sa.Connection) -> Any:
@@ -174,9 +176,7 @@ def claim_due(
     return sorted(claimed, key=lambda d: d.id)
 
 
-def next_due_at(
-    engine: Engine, *, event_id: int | None = None, kinds: Iterable[str] | None = None
-) -> datetime | None:
+def next_due_at(engine: Engine, *, event_id: int | None = None, kinds: Iterable[str] | None = None) -> datetime | None:
     """Earliest ``next_attempt_at`` among claimable deliveries in scope (None if there are none)."""
     stmt = sa.select(sa.func.min(email_deliveries.c.next_attempt_at)).where(
         email_deliveries.c.status.in_(CLAIMABLE), email_deliveries.c.next_attempt_at.is_not(None)

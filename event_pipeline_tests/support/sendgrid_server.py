@@ -5,7 +5,13 @@
         assert fake.messages[0].body["subject"] == "Hi"
 
 Endpoints: ``POST /v3/mail/send``, ``GET /v3/suppression/{bounces,blocks,invalid_emails}``,
-``GET /__inspect/messages``, ``POST /__inspect/reset``.
+``GET /__inspect/messages``, ``GET /__inspect/custom_args``, ``GET /__inspect/statuses``,
+``POST /__inspect/reset``.
+
+Faults: ``fail_next`` (status codes, 429 with X-RateLimit-Reset), ``drop_next`` (connection
+closed without an answer), ``fail_ratio`` (seeded random 429/500/503), ``latency_s``, and
+``rendezvous`` (the next n sends answer only once all n are being handled at the same time,
+which proves concurrency without measuring time).
 """
 
 from __future__ import annotations
@@ -126,9 +132,7 @@ class _Validator:
                 addrs = p.get(kind)
                 if not isinstance(addrs, list) or not addrs:
                     if kind == "to" or addrs is not None:
-                        self.add(
-                            "to_required" if kind == "to" else "list_empty", f"{field}.{kind}", kind=kind
-                        )
+                        self.add("to_required" if kind == "to" else "list_empty", f"{field}.{kind}", kind=kind)
                     continue
                 recipients += len(addrs)
                 for j, addr in enumerate(addrs):
@@ -302,6 +306,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _mail_send(self, raw: bytes, length: int) -> _Reply:
         fake = self.server.fake
+        with fake._lock:
+            fake._in_flight += 1
+            fake._max_in_flight = max(fake._max_in_flight, fake._in_flight)
+        try:
+            if not fake._meet():
+                return 503, _errors_body("rendezvous broken: requests were not concurrent"), {}
+            return self._mail_send_checked(raw, length)
+        finally:
+            with fake._lock:
+                fake._in_flight -= 1
+
+    def _mail_send_checked(self, raw: bytes, length: int) -> _Reply:
+        fake = self.server.fake
         _, rate_headers = fake._rate(consume=False)
         if length > MAX_BODY_BYTES:
             msg = "The JSON payload you have included in your request is too large."
@@ -333,9 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _suppressions(self, kind: str, query: str) -> _Reply:
         if not self._authorized():
             return 401, {"errors": [_err(INVALID_GRANT, None)]}, {}
-        params = {
-            k: v[-1] for k, v in parse_qs(query).items() if k in ("start_time", "end_time", "limit", "offset")
-        }
+        params = {k: v[-1] for k, v in parse_qs(query).items() if k in ("start_time", "end_time", "limit", "offset")}
         if bad := [k for k, v in params.items() if not re.fullmatch(r"-?\d+", v)]:
             return 400, _errors_body(f"{bad[0]} must be an integer", bad[0]), {}
         limit = min(int(params.get("limit", SUPPRESSION_PAGE_MAX)), SUPPRESSION_PAGE_MAX)
@@ -355,6 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if path == "/__inspect/messages" and self.command == "GET":
             return 200, [{"message_id": m.message_id, "body": m.body} for m in fake.messages], {}
+        if path == "/__inspect/custom_args" and self.command == "GET":  # small enough for 100k messages
+            return 200, [m.body.get("custom_args", {}) for m in fake.messages], {}
+        if path == "/__inspect/statuses" and self.command == "GET":
+            return 200, {str(k): v for k, v in fake.statuses.items()}, {}
         if path == "/__inspect/reset" and self.command == "POST":
             fake.reset()
             return 204, None, {}
@@ -365,6 +384,7 @@ class FakeSendGrid:
     """SendGrid v3 stand-in on 127.0.0.1 (random port); see the module docstring."""
 
     _window_start: float
+    _rendezvous: tuple[threading.Barrier, int] | None
 
     def __init__(
         self,
@@ -407,6 +427,9 @@ class FakeSendGrid:
         if server is None or thread is None:
             return
         self._stopping.set()  # wakes handlers sleeping in latency_s
+        with self._lock:
+            if self._rendezvous is not None:
+                self._rendezvous[0].abort()  # and handlers waiting for a rendezvous
         server.shutdown()
         with self._lock:
             conns = list(self._conns)
@@ -438,6 +461,32 @@ class FakeSendGrid:
             raise ValueError("n must be >= 0")
         with self._lock:
             self._drops += n
+
+    def rendezvous(self, n: int, timeout_s: float = 10.0) -> None:
+        """The next ``n`` mail/send calls each wait until all ``n`` are being handled at once, then
+        proceed; if that does not happen within ``timeout_s`` they answer 503 instead."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        with self._lock:
+            self._rendezvous = (threading.Barrier(n, timeout=timeout_s), n)
+
+    def _meet(self) -> bool:
+        with self._lock:
+            if self._rendezvous is None:
+                return True
+            barrier, left = self._rendezvous
+            self._rendezvous = (barrier, left - 1) if left > 1 else None
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return False
+        return True
+
+    @property
+    def max_in_flight(self) -> int:
+        """Most mail/send requests that were being handled at the same moment."""
+        with self._lock:
+            return self._max_in_flight
 
     def _take_failure(self) -> tuple[int, float | None] | None:
         with self._lock:
@@ -504,5 +553,7 @@ class FakeSendGrid:
             self._suppressions: dict[str, list[dict[str, Any]]] = {k: [] for k in SUPPRESSION_KINDS}
             self._failures: deque[tuple[int, float | None]] = deque()
             self._requests_total = self._drops = self._window_count = 0
+            self._in_flight = self._max_in_flight = 0
+            self._rendezvous = None
             self._window_start = 0.0
             self._rng = random.Random(self.seed)

@@ -70,9 +70,7 @@ def mail(**kwargs: Any) -> Mail:
 
 def inline_logo(content_id: str | None) -> Mail:
     message = mail()
-    attachment = Attachment(
-        FileContent(PNG), FileName("logo.png"), FileType("image/png"), Disposition("inline")
-    )
+    attachment = Attachment(FileContent(PNG), FileName("logo.png"), FileType("image/png"), Disposition("inline"))
     if content_id is not None:
         attachment.content_id = ContentId(content_id)
     message.attachment = attachment
@@ -106,6 +104,8 @@ def test_send_is_accepted_with_message_id(fake: FakeSendGrid) -> None:
     assert sent.body["personalizations"][0]["to"] == [{"email": "ada@example.org"}]
     assert [c["type"] for c in sent.body["content"]] == ["text/plain", "text/html"]
     assert inspect(fake, "/__inspect/messages") == [{"message_id": message_id, "body": sent.body}]
+    assert inspect(fake, "/__inspect/custom_args") == [{}]
+    assert inspect(fake, "/__inspect/statuses") == {"202": 1}
 
 
 def test_wrong_api_key_is_401_with_documented_body(fake: FakeSendGrid) -> None:
@@ -113,9 +113,7 @@ def test_wrong_api_key_is_401_with_documented_body(fake: FakeSendGrid) -> None:
         client_for(fake, api_key="SG.wrong").send(mail())
 
     assert excinfo.value.status_code == 401
-    assert json.loads(excinfo.value.body) == {
-        "errors": [{"message": INVALID_GRANT, "field": None, "help": None}]
-    }
+    assert json.loads(excinfo.value.body) == {"errors": [{"message": INVALID_GRANT, "field": None, "help": None}]}
     assert fake.messages == []
 
 
@@ -278,13 +276,13 @@ def test_fail_next_429_sets_reset_from_retry_after(fake: FakeSendGrid) -> None:
 
 def test_drop_next_closes_the_connection_without_answer(fake: FakeSendGrid) -> None:
     client = client_for(fake)
+    client.client.timeout = 60  # a silent server would surface as TimeoutError, asserted against below
     fake.drop_next(1)
-    started = time.monotonic()
 
     with pytest.raises((RemoteDisconnected, URLError, ConnectionError)) as excinfo:
         client.send(mail())
 
-    assert time.monotonic() - started < 4, "must fail fast, not by client timeout"
+    # Closed, not timed out: the client sees the connection end, not a silence.
     assert not isinstance(excinfo.value, TimeoutError)
     assert not isinstance(getattr(excinfo.value, "reason", None), TimeoutError)
     assert client.send(mail()).status_code == 202
@@ -342,15 +340,34 @@ def test_concurrent_sends_are_all_accepted_with_unique_ids() -> None:
             assert response.status_code == 202
             return str(response.headers["X-Message-Id"])
 
-        started = time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
             ids = list(pool.map(send, range(200)))
-        elapsed = time.monotonic() - started
 
     assert len(set(ids)) == 200
     assert {m.message_id for m in fake.messages} == set(ids)
     assert fake.statuses == Counter({202: 200})
-    assert elapsed < 3.0, f"200 sends took {elapsed:.2f}s; serial handling would need >= 4s"
+    assert 1 <= fake.max_in_flight <= 16
+
+
+def test_requests_are_handled_concurrently() -> None:
+    # 16 requests that can only be answered once all 16 are inside the server at the same time:
+    # a server handling one request at a time would answer them 503 when the rendezvous breaks.
+    with FakeSendGrid() as fake:
+        fake.rendezvous(16, timeout_s=30)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(lambda i: status_of(client_for(fake), mail()), range(16)))
+        after = status_of(client_for(fake), mail())  # the rendezvous applies to those 16 only
+
+    assert statuses == [202] * 16 and after == 202
+    assert fake.max_in_flight == 16
+
+
+def test_a_broken_rendezvous_answers_503() -> None:
+    with FakeSendGrid() as fake:
+        fake.rendezvous(2, timeout_s=0.1)  # only one request will ever come
+
+        assert status_of(client_for(fake), mail()) == 503
+        assert fake.messages == []
 
 
 def test_inspect_reset_over_http_clears_state(fake: FakeSendGrid) -> None:
@@ -371,10 +388,8 @@ def test_stop_closes_idle_connections_and_frees_the_port() -> None:
     idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # keeps a handler thread waiting
     time.sleep(0.1)
 
-    started = time.monotonic()
-    fake.stop()
+    fake.stop()  # returns although a keep-alive connection is idle (pytest-timeout guards a hang)
 
-    assert time.monotonic() - started < 3
     assert idle.recv(1) == b""  # the server closed it
     idle.close()
     assert not [t for t in threading.enumerate() if "process_request_thread" in t.name]
