@@ -66,7 +66,8 @@ class MailerResource(dg.ConfigurableResource):
     from_name: str = "Event Pipeline"
     outbox_dir: str | None = None
     timeout_s: float = 15.0
-    workers: int = 8
+    # Concurrent requests to the provider; SendGrid answers in ~100-300 ms, so this bounds sends/s.
+    workers: int = 16
 
     def sender(self) -> Sender:
         if self.sendgrid_api_key:
@@ -90,5 +91,6 @@ def default_resources() -> dict[str, object]:
             sendgrid_api_key=_env_or_none("SENDGRID_API_KEY"),
             sendgrid_host=_env_or_none("SENDGRID_HOST"),
             from_email=os.environ.get("EVENT_PIPELINE_FROM_EMAIL", "no-reply@event-pipeline.invalid"),
+            workers=int(os.environ.get("EVENT_PIPELINE_MAIL_WORKERS", "16")),
         ),
     }

@@ -36,12 +36,23 @@ def make_engine(url: str) -> Engine:
         engine = _engines.get(url)
         if engine is not None:
             return engine
+        # preserve_rowcount: SQLAlchemy 2.1 reports -1 for executemany INSERTs on PostgreSQL
+        # otherwise, and our counts (tokens issued, mails queued) come from rowcount.
+        options = {"preserve_rowcount": True}
         if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            engine = sa.create_engine(url, connect_args={"timeout": 30}, execution_options=options)
             sa.event.listen(engine, "connect", _sqlite_on_connect)
             sa.event.listen(engine, "begin", _sqlite_begin)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            # A host that silently drops packets must fail the step (and be retried), not hang it.
+            engine = sa.create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                connect_args={"connect_timeout": 10},
+                execution_options=options,
+            )
         _engines[url] = engine
         return engine
 

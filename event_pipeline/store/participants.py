@@ -2,8 +2,8 @@
 
 The rows go into a temporary staging table in bulk (``store.bulk``); then, under a per-event lock,
 one query classifies them against what the event already holds, one ``UPDATE ... FROM`` merges
-the changed ones and one ``INSERT ... SELECT ... WHERE NOT EXISTS`` adds the new ones. Nothing is read into Python and there is
-no per-row round trip, on either backend.
+the changed ones and one ``INSERT ... SELECT ... WHERE NOT EXISTS`` adds the new ones. Nothing is
+read back into Python and there is no per-row round trip, on either backend.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def load_participants(engine: Engine, *, event_id: int, upload_id: str, rows: pd
     same event see each other's rows, so counts stay exact and no email is inserted twice.
     Raises ``DatabaseUnavailable`` when the database cannot be reached or drops the connection.
     """
+    if rows.empty:
+        return LoadCounts(new=0, updated=0, unchanged=0)
     incoming = frame_for_load(rows)
     if incoming["email_norm"].duplicated().any():
         raise ValueError("rows must be deduplicated by email before loading")
@@ -105,8 +107,11 @@ def _load(conn: sa.Connection, incoming: pd.DataFrame, *, event_id: int, upload_
     # Two plain statements rather than one INSERT ... ON CONFLICT: under the event lock nothing
     # can conflict, and PostgreSQL's upsert would draw a sequence value for every existing row it
     # skips, burning ~660k ids of the 32-bit key on each re-upload of a large file.
-    updated = conn.execute(_update_sql(conn), {**params, "now": now}).rowcount
-    inserted = conn.execute(_insert_sql(conn), {**params, "now": now}).rowcount
+    # A statement with nothing to do still joins the whole stage: skip it (a re-run of an upload
+    # then costs one join).
+    write = {**params, "now": now}
+    updated = conn.execute(_update_sql(conn), write).rowcount if changed else 0
+    inserted = conn.execute(_insert_sql(conn), write).rowcount if new else 0
     if (inserted, updated) != (new, changed):
         # Only possible if something wrote this event's participants without the event lock;
         # raising rolls the whole load back rather than report counts that do not add up.
@@ -156,7 +161,7 @@ def _update_sql(conn: sa.Connection) -> sa.TextClause:
         f"{c} = CASE WHEN s.{c} = '{BLANK[f]}' THEN participants.{c} ELSE s.{c} END"
         for f, c in ((f, quote(conn, f)) for f in DATA_FIELDS)
     )
-    return sa.text(
+    stmt = sa.text(
         f"""
         UPDATE participants SET
             {merged},
@@ -168,11 +173,13 @@ def _update_sql(conn: sa.Connection) -> sa.TextClause:
           AND ({_changed_sql(conn, "s", "participants")})
         """
     ).bindparams(sa.bindparam("now", type_=participants.c.updated_at.type))
+    # The row counts are checked against the classification; never let them come back as -1.
+    return stmt.execution_options(preserve_rowcount=True)
 
 
 def _insert_sql(conn: sa.Connection) -> sa.TextClause:
     fields = [quote(conn, f) for f in DATA_FIELDS]
-    return sa.text(
+    stmt = sa.text(
         f"""
         INSERT INTO participants (event_id, email_norm, {", ".join(fields)},
                                   created_upload_id, updated_upload_id, created_at, updated_at)
@@ -184,6 +191,7 @@ def _insert_sql(conn: sa.Connection) -> sa.TextClause:
         )
         """
     ).bindparams(sa.bindparam("now", type_=participants.c.created_at.type))
+    return stmt.execution_options(preserve_rowcount=True)
 
 
 def _is_unavailable(exc: sa.exc.DBAPIError, phase: str) -> bool:

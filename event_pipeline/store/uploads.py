@@ -78,7 +78,9 @@ def register_upload(
     )
     with engine.begin() as conn:
         dialect_insert = _dialect_insert(conn)
-        result = conn.execute(dialect_insert(uploads).values(**values).on_conflict_do_nothing())
+        # SQLAlchemy 2.1 only keeps rowcount for INSERT when asked; psycopg reports -1 otherwise.
+        insert = dialect_insert(uploads).values(**values).on_conflict_do_nothing()
+        result = conn.execute(insert.execution_options(preserve_rowcount=True))
         row = conn.execute(sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)).one()
     return _to_upload(row), result.rowcount == 1
 

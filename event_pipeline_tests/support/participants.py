@@ -48,7 +48,9 @@ def sample(n: int = 20, *, invalid: int = 3, duplicates: int = 2, domain: str = 
     return Sample(rows=rows, invalid_rows=sorted(invalid_rows), duplicate_rows=sorted(duplicate_rows))
 
 
-def csv_bytes(rows: list[list[str]], *, header: list[str] = HEADER, encoding: str = "utf-8", delimiter: str = ",") -> bytes:
+def csv_bytes(
+    rows: list[list[str]], *, header: list[str] = HEADER, encoding: str = "utf-8", delimiter: str = ","
+) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\r\n")
     writer.writerow(header)

@@ -5,8 +5,10 @@
     ...
     server.stop()
 
-Durability is switched off (fsync, full_page_writes, synchronous_commit): a test database that
-dies with the machine is worth nothing anyway, and it makes DDL and COPY several times faster.
+fsync and full_page_writes are off: a test database that dies with the machine is worth nothing
+anyway, and it makes DDL and COPY several times faster. synchronous_commit stays on, so a commit
+is in the kernel's page cache before it is acknowledged and survives the server being killed
+(``stop()`` is ``-m immediate``), which the database-down tests rely on.
 The server is stopped at interpreter exit and, through a watchdog process, even when the test
 process is killed outright, so no run leaves a postmaster behind.
 """
@@ -38,9 +40,11 @@ FALLBACK_OS_USER = "event-pipeline-pg"
 _MAX_SOCKET_DIR = 80
 
 _WATCHDOG = """
-import subprocess, sys
+import shutil, subprocess, sys
 sys.stdin.read()  # returns at EOF: the test process closed the pipe or died
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+if sys.argv[1]:
+    shutil.rmtree(sys.argv[1], ignore_errors=True)
 """
 
 
@@ -180,7 +184,13 @@ class PostgresServer:
         return f"postgresql+psycopg://{SUPERUSER}@{HOST}:{self._require_port()}/{dbname}"
 
     def dagster_pg_url(self, dbname: str) -> str:
-        """Plain ``postgresql://`` form, as dagster-postgres (psycopg2) expects in ``postgres_url``."""
+        """``postgres_url`` for dagster-postgres. The driver is named: SQLAlchemy 2.1 maps a bare
+        ``postgresql://`` to psycopg 3, on which dagster-postgres's ``NOTIFY run_events, $1``
+        is a syntax error; it is written for psycopg2."""
+        return f"postgresql+psycopg2://{SUPERUSER}@{HOST}:{self._require_port()}/{dbname}"
+
+    def dsn(self, dbname: str) -> str:
+        """Plain libpq URL, for ``psycopg.connect`` / ``psql``."""
         return f"postgresql://{SUPERUSER}@{HOST}:{self._require_port()}/{dbname}"
 
     def create_database(self, name: str | None = None) -> str:
@@ -270,7 +280,6 @@ class PostgresServer:
             "unix_socket_directories": f"'{self.socket_dir}'",
             "fsync": "off",
             "full_page_writes": "off",
-            "synchronous_commit": "off",
             # Concurrent-upload tests, dagster-postgres pools and a daemon share one server.
             "max_connections": "200",
             "shared_buffers": "256MB",
@@ -333,8 +342,10 @@ class PostgresServer:
             assert self._pg_ctl is not None
             stop = self._as_server([str(self._pg_ctl), "stop", "-D", str(self.data_dir), "-m", "immediate"])
             # Own session: a Ctrl-C to the test run must not take the watchdog down first.
+            # It also removes a directory we made outside base_dir, which nobody else would.
+            leftover = str(self._root) if self._owns_root else ""
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-c", _WATCHDOG, *stop],
+                [sys.executable, "-c", _WATCHDOG, leftover, *stop],
                 stdin=subprocess.PIPE,
                 start_new_session=True,
             )
@@ -346,7 +357,9 @@ class PostgresServer:
             return ["runuser", "-u", self._run_as, "--", *argv]
         return ["su", self._run_as, "-s", "/bin/sh", "-c", shlex.join(argv)]
 
-    def _run(self, argv: Sequence[str], *, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: Sequence[str], *, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         # cwd: the server account may not be allowed into our working directory.
         result = subprocess.run(
             self._as_server(argv), capture_output=True, text=True, input=input, check=False, cwd="/"
