@@ -401,5 +401,191 @@ def _dagster_progress(upload_id: str) -> dict[str, Any]:
     }
 
 
+# -- access tokens: verify, check in, reissue, offline signing key ------------------------------------
+
+
+def _scan_text(token_or_url: str) -> str:
+    """'-' reads the scan from stdin, so a token need not sit in the process list or shell history."""
+    if token_or_url == "-":  # noqa: S105 - the stdin marker, not a password
+        return sys.stdin.readline().strip()
+    return token_or_url
+
+
+def _scan_keys() -> Any:
+    from event_pipeline.access.checkin import ScanKeys
+    from event_pipeline.access.signed import SigningKeyError
+    from event_pipeline.access.tokens import TokenKeyError
+
+    try:
+        return ScanKeys.from_env()
+    except (TokenKeyError, SigningKeyError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _signer(*, required: bool) -> Any:
+    from event_pipeline.access.signed import SIGNING_KEY_ENV, SigningKeyError, TokenSigner
+
+    try:
+        signer = TokenSigner.from_env()
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if signer is None and required:
+        raise click.ClickException(
+            f"{SIGNING_KEY_ENV} is not set; create a key with `event-pipeline gen-signing-key --write`"
+        )
+    return signer
+
+
+def _finish_verdict(verdict: Any, as_json: bool) -> None:
+    """Print a scan verdict (never the token) and exit 0 for valid, 1 for anything else."""
+    if as_json:
+        click.echo(json.dumps(verdict.as_json(), ensure_ascii=False))
+    else:
+        click.echo(f"{verdict.result.value.upper()}: {verdict.message}")
+        facts = [
+            f"participant {verdict.participant_id}" if verdict.participant_id is not None else "",
+            f"event {verdict.event}" if verdict.event else "",
+            f"checked in at {verdict.checked_in_at.isoformat()}" if verdict.checked_in_at else "",
+        ]
+        if any(facts):
+            click.echo("  " + ", ".join(f for f in facts if f))
+    sys.exit(0 if verdict.ok else 1)
+
+
+@main.command("verify-token")
+@click.argument("token_or_url")
+@click.option("--event", "event_slug", default=None, help="The event at whose door this is scanned.")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Check a signed token offline against this public key file alone (no database, no secrets).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def verify_token(token_or_url: str, event_slug: str | None, public_key: Path | None, as_json: bool) -> None:
+    """Say what a check-in of TOKEN_OR_URL would report, recording nothing. Exit 0 if valid, else 1.
+
+    TOKEN_OR_URL is what the scanner read (token or check-in URL), or '-' to read it from stdin.
+    """
+    from event_pipeline.access.checkin import UnknownEventError, verify_offline, verify_scan
+    from event_pipeline.access.signed import SigningKeyError, TokenVerifier
+
+    scanned = _scan_text(token_or_url)
+    if public_key is not None:
+        try:
+            verifier = TokenVerifier.from_text(public_key.read_text(encoding="utf-8"))
+        except SigningKeyError as exc:
+            raise click.ClickException(f"{public_key}: {exc}") from None
+        _finish_verdict(verify_offline(scanned, verifier, event_slug=event_slug), as_json)
+        return
+    try:
+        verdict = verify_scan(_engine(), scanned, _scan_keys(), event_slug=event_slug)
+    except UnknownEventError as exc:
+        raise click.ClickException(str(exc)) from None
+    _finish_verdict(verdict, as_json)
+
+
+@main.command("checkin")
+@click.argument("token_or_url")
+@click.option("--event", "event_slug", required=True, help="The event at whose door this is scanned.")
+@click.option("--json", "as_json", is_flag=True)
+def checkin(token_or_url: str, event_slug: str, as_json: bool) -> None:
+    """Check in TOKEN_OR_URL at EVENT's door; every attempt is recorded. Exit 0 if valid, else 1.
+
+    Results: valid, unknown, revoked, wrong_event, already_checked_in, participant_inactive.
+    TOKEN_OR_URL may be '-' to read the scan from stdin.
+    """
+    from event_pipeline.access.checkin import UnknownEventError, check_in
+
+    try:
+        verdict = check_in(_engine(), _scan_text(token_or_url), _scan_keys(), event_slug=event_slug)
+    except UnknownEventError as exc:
+        raise click.ClickException(str(exc)) from None
+    _finish_verdict(verdict, as_json)
+
+
+@main.command("reissue-token")
+@click.argument("participant_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def reissue_token(participant_id: int, as_json: bool) -> None:
+    """Revoke PARTICIPANT_ID's token and issue a new one with a new QR code.
+
+    The old code then scans as 'revoked'. The new check-in URL is printed here for you to pass on;
+    it is not written to any log.
+    """
+    from event_pipeline.access.checkin import reissue
+    from event_pipeline.access.tokens import checkin_base_url_from_env
+    from event_pipeline.steps.tickets import qr_dir
+    from event_pipeline.store.tokens import UnknownParticipantError
+
+    paths = settings.paths()
+    try:
+        outcome = reissue(
+            _engine(),
+            _scan_keys().codec,
+            participant_id,
+            qr_folder=lambda slug: qr_dir(paths, slug),
+            base_url=checkin_base_url_from_env(),
+            signer=_signer(required=False),
+        )
+    except UnknownParticipantError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = {
+        "participant_id": outcome.participant_id,
+        "event": outcome.event,
+        "revoked_previous": outcome.revoked_previous,
+        "qr_path": str(outcome.qr_path),
+        "checkin_url": outcome.checkin_url,
+        "signed_token": outcome.signed_token,
+    }
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        if value is not None:
+            click.echo(f"{key:>16}: {value}")
+
+
+@main.command("gen-signing-key")
+@click.option(
+    "--write", is_flag=True, help="Append the key to the var dir's secrets.env instead of printing it."
+)
+def gen_signing_key(write: bool) -> None:
+    """Create an Ed25519 key for offline-verifiable tokens (EVENT_PIPELINE_SIGNING_KEY).
+
+    Without --write, stdout is the line to put into the environment; the public key goes to stderr.
+    With --write, the key goes into secrets.env (mode 0600) and stdout is the public key PEM.
+    """
+    from event_pipeline.access.signed import SIGNING_KEY_ENV, TokenSigner
+
+    signer = TokenSigner.generate()
+    line = f"{SIGNING_KEY_ENV}={signer.private_key_b64()}"
+    if not write:
+        click.echo(line)
+        click.echo("Keep it secret. Public key for check-in devices:", err=True)
+        click.echo(signer.verifier.public_key_pem().rstrip("\n"), err=True)
+        return
+    env_file = settings.paths().secrets_env
+    existing = env_file.read_text(encoding="utf-8") if env_file.is_file() else ""
+    if any(entry.strip().startswith(f"{SIGNING_KEY_ENV}=") for entry in existing.splitlines()):
+        raise click.ClickException(
+            f"{env_file} already sets {SIGNING_KEY_ENV}; replacing it would invalidate every signed token"
+        )
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(env_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(("\n" if existing and not existing.endswith("\n") else "") + line + "\n")
+    click.echo(f"wrote {SIGNING_KEY_ENV} to {env_file}", err=True)
+    click.echo(signer.verifier.public_key_pem().rstrip("\n"))
+
+
+@main.command("export-public-key")
+@click.option("--format", "fmt", type=click.Choice(["pem", "base64"]), default="pem", show_default=True)
+def export_public_key(fmt: str) -> None:
+    """Print the public key check-in devices use to verify signed tokens offline."""
+    verifier = _signer(required=True).verifier
+    click.echo(verifier.public_key_pem().rstrip("\n") if fmt == "pem" else verifier.public_key_b64())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 PUBLIC_ID_BYTES = 16  # 128 random bits from `secrets`
@@ -19,7 +21,9 @@ MAC_BYTES = 16
 PUBLIC_ID_LEN = 22  # base64url of 16 bytes, unpadded
 TOKEN_LEN = 44
 MIN_KEY_LEN = 32
+TOKEN_KEY_ENV = "EVENT_PIPELINE_TOKEN_KEY"  # noqa: S105 - the variable name, not a secret
 DEFAULT_CHECKIN_BASE_URL = "https://checkin.invalid/t/"
+CHECKIN_BASE_URL_ENV = "CHECKIN_BASE_URL"
 _DOMAIN = b"event-pipeline/access-token/v1:"
 
 
@@ -37,14 +41,15 @@ def new_public_id() -> str:
 
 @dataclass(frozen=True)
 class TokenCodec:
-    key: bytes
+    # Out of repr: a codec that ends up in a log line or a traceback must not carry the key along.
+    key: bytes = field(repr=False)
 
     @classmethod
     def from_secret(cls, secret: str) -> TokenCodec:
         if len(secret) < MIN_KEY_LEN:
             raise TokenKeyError(
                 f"token signing key must be at least {MIN_KEY_LEN} characters "
-                "(set EVENT_PIPELINE_TOKEN_KEY; `event-pipeline init` writes one for local use)"
+                f"(set {TOKEN_KEY_ENV}; `event-pipeline init` writes one for local use)"
             )
         # Hashing lets any high-entropy string serve as a key without a fixed encoding.
         return cls(hashlib.sha256(secret.encode("utf-8")).digest())
@@ -64,6 +69,11 @@ class TokenCodec:
         if not hmac.compare_digest(self._mac(public_id), mac):
             return None
         return public_id
+
+
+def checkin_base_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get(CHECKIN_BASE_URL_ENV) or DEFAULT_CHECKIN_BASE_URL
 
 
 def checkin_url(base_url: str, token: str) -> str:
