@@ -43,13 +43,17 @@ def import_upload(path: str, home: str) -> dict[str, Any]:
     env.pop("DATABASE_URL", None)
     cli = str(Path(sys.executable).parent / "event-pipeline")
     subprocess.run([cli, "init"], env=env, check=True, capture_output=True)
-    subprocess.run([cli, "event", "add", "bench", "--name", "Bench", "--organiser-email", "o@example.com"],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [cli, "event", "add", "bench", "--name", "Bench", "--organiser-email", "o@example.com"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     start = time.perf_counter()
     out = subprocess.run([cli, "import", path, "--event", "bench", "--json"], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     text = out.stdout
-    summary = json.loads(text[text.index("{"):]) if "{" in text else {"status": "error", "stderr": out.stderr[-2000:]}
+    summary = json.loads(text[text.index("{") :]) if "{" in text else {"status": "error", "stderr": out.stderr[-2000:]}
     # ru_maxrss of the largest child (the import process) is what a 50 MB upload costs.
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"rows": summary.get("rows_in_file") or 0, "ours_s": seconds, "summary": summary, "child_peak_rss_mb": rss}
@@ -59,15 +63,29 @@ def drop_to_done(home: str) -> dict[str, Any]:
     """Latency of a small file through a real dagster-daemon: drop -> upload done."""
     import sqlalchemy as sa
 
-    env = {**os.environ, "EVENT_PIPELINE_HOME": home, "DAGSTER_HOME": f"{home}/dagster_home",
-           "EVENT_PIPELINE_SENSOR_INTERVAL": "1"}
+    env = {
+        **os.environ,
+        "EVENT_PIPELINE_HOME": home,
+        "DAGSTER_HOME": f"{home}/dagster_home",
+        "EVENT_PIPELINE_SENSOR_INTERVAL": "1",
+    }
     env.pop("DATABASE_URL", None)
     binp = Path(sys.executable).parent
     subprocess.run([str(binp / "event-pipeline"), "init"], env=env, check=True, capture_output=True)
-    subprocess.run([str(binp / "event-pipeline"), "event", "add", "lat", "--name", "L", "--organiser-email",
-                    "o@example.com"], env=env, check=True, capture_output=True)
-    daemon = subprocess.Popen([str(binp / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.run(
+        [str(binp / "event-pipeline"), "event", "add", "lat", "--name", "L", "--organiser-email", "o@example.com"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    daemon = subprocess.Popen(
+        [str(binp / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     engine = sa.create_engine(f"sqlite:///{home}/event_pipeline.sqlite")
     try:
         time.sleep(15)  # let the daemon and its code server come up: we time the pipeline, not the boot
@@ -133,9 +151,12 @@ def record(stage: str, r: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": r.get("peak_rss_mb") or r.get("child_peak_rss_mb"),
         "notes": {k: v for k, v in r.items() if k not in ("rows", "ours_s", "naive_s", "floor_s", "peak_rss_mb")},
     }
-    print(f"{stage:<28} {_fmt(rows):>9} rows {_fmt(ours):>8} s {_fmt(rec['rows_per_s'], 0):>11} rows/s "
-          f"x{_fmt(rec['ratio_to_naive'], 1):>6} vs naive  {_fmt(rec['ratio_to_floor'], 2):>5}x floor  "
-          f"{_fmt(rec['peak_rss_mb'], 0):>6} MB", flush=True)
+    print(
+        f"{stage:<28} {_fmt(rows):>9} rows {_fmt(ours):>8} s {_fmt(rec['rows_per_s'], 0):>11} rows/s "
+        f"x{_fmt(rec['ratio_to_naive'], 1):>6} vs naive  {_fmt(rec['ratio_to_floor'], 2):>5}x floor  "
+        f"{_fmt(rec['peak_rss_mb'], 0):>6} MB",
+        flush=True,
+    )
     return rec
 
 

@@ -9,9 +9,40 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-KO_FAMILY = "김이박최정강조윤장임한오서신권황안송류전홍고문양손배백허유남심노하곽성차주우구민진나지엄채원천방공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용"
-KO_GIVEN = ["민준", "서연", "지호", "수아", "예준", "하은", "도윤", "지우", "서준", "하린", "시우", "채원", "주원", "지안",
-            "유준", "다인", "건우", "서윤", "현우", "소율", "우진", "예린", "선우", "나은", "연우", "지유", "정우", "윤서"]
+KO_FAMILY = (
+    "김이박최정강조윤장임한오서신권황안송류전홍고문양손배백허유남심노하곽성차주우구민진나지엄채원천방공현함변염여추도소석선설"
+    "마길연위표명기반왕금옥육인맹제모탁국어은편용"
+)
+KO_GIVEN = [
+    "민준",
+    "서연",
+    "지호",
+    "수아",
+    "예준",
+    "하은",
+    "도윤",
+    "지우",
+    "서준",
+    "하린",
+    "시우",
+    "채원",
+    "주원",
+    "지안",
+    "유준",
+    "다인",
+    "건우",
+    "서윤",
+    "현우",
+    "소율",
+    "우진",
+    "예린",
+    "선우",
+    "나은",
+    "연우",
+    "지유",
+    "정우",
+    "윤서",
+]
 LATIN_FIRST = ["Emma", "Lucas", "Olivia", "Noah", "Mia", "Leo", "Sofia", "Ethan", "Chloé", "José", "Zoë", "Liam"]
 LATIN_LAST = ["Wilson", "Martin", "García", "Müller", "Rossi", "Dubois", "Smith", "Nguyen", "O'Brien", "Kowalski"]
 DEPTS = ["개발팀", "디자인팀", "영업팀", "인사팀", "재무팀", "마케팅팀", "Engineering", "Sales", "운영팀", "법무팀"]
@@ -42,7 +73,9 @@ def _phone(rng: random.Random, i: int) -> str:
     return f"+82-10-{mid}-{end}"
 
 
-def rows(n: int, *, seed: int = 42, invalid_ratio: float = 0.01, duplicate_ratio: float = 0.02) -> tuple[list[list[str]], int, int]:
+def rows(
+    n: int, *, seed: int = 42, invalid_ratio: float = 0.01, duplicate_ratio: float = 0.02
+) -> tuple[list[list[str]], int, int]:
     rng = random.Random(seed)
     out: list[list[str]] = []
     invalid = duplicates = 0
@@ -60,7 +93,7 @@ def rows(n: int, *, seed: int = 42, invalid_ratio: float = 0.01, duplicate_ratio
         elif r < invalid_ratio + duplicate_ratio and out:
             email = out[rng.randrange(len(out))][1].upper()
             duplicates += 1
-        memo = "" if i % 3 else f"메모 {i}, \"quoted\""
+        memo = "" if i % 3 else f'메모 {i}, "quoted"'
         out.append([name, email, _phone(rng, i), rng.choice(DEPTS), rng.choice(POSITIONS), "", memo])
     return out, invalid, duplicates
 

@@ -55,8 +55,7 @@ def _add_participants(engine: Any, event_id: int, n: int) -> None:
     processor = participants.c.created_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
     now = processor(datetime.now(UTC)) if processor is not None else datetime.now(UTC)
     sql = (
-        "INSERT INTO participants (event_id, email_norm, name, phone, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO participants (event_id, email_norm, name, phone, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
     )
     with engine.begin() as conn:
         for start in range(0, n, 100_000):
@@ -114,14 +113,10 @@ def bench_tokens_qr(n: int, *, naive_sample: int = 300, decode_sample: int = 300
         total_s = time.perf_counter() - start
 
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT public_id, qr_path FROM access_tokens WHERE status = 'live'"
-            ).all()
+            rows = conn.exec_driver_sql("SELECT public_id, qr_path FROM access_tokens WHERE status = 'live'").all()
         picked = random.sample(rows, min(decode_sample, len(rows)))
         decoded_ok = sum(
-            1
-            for public_id, path in picked
-            if _decode(Path(path)) == checkin_url(BASE_URL, codec.token_for(public_id))
+            1 for public_id, path in picked if _decode(Path(path)) == checkin_url(BASE_URL, codec.token_for(public_id))
         )
 
         naive_dir = work / "naive"

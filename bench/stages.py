@@ -35,8 +35,14 @@ def parse_csv(path: str, reps: int) -> dict[str, Any]:
             return sum(1 for _ in csv.DictReader(fh))
 
     naive_s, _ = timed(naive, 1)
-    return {"rows": parsed.rows, "ours_s": ours_s, "naive_s": naive_s, "floor_s": floor_s,
-            "naive_label": "csv.DictReader loop", "floor_label": "pandas.read_csv(dtype=str)"}
+    return {
+        "rows": parsed.rows,
+        "ours_s": ours_s,
+        "naive_s": naive_s,
+        "floor_s": floor_s,
+        "naive_label": "csv.DictReader loop",
+        "floor_label": "pandas.read_csv(dtype=str)",
+    }
 
 
 def parse_xlsx(path: str, reps: int) -> dict[str, Any]:
@@ -53,8 +59,14 @@ def parse_xlsx(path: str, reps: int) -> dict[str, Any]:
         return n
 
     naive_s, _ = timed(naive, 1)
-    return {"rows": parsed.rows, "ours_s": ours_s, "naive_s": naive_s, "floor_s": None,
-            "naive_label": "openpyxl read-only iter_rows", "floor_label": ""}
+    return {
+        "rows": parsed.rows,
+        "ours_s": ours_s,
+        "naive_s": naive_s,
+        "floor_s": None,
+        "naive_label": "openpyxl read-only iter_rows",
+        "floor_label": "",
+    }
 
 
 def validate(path: str, reps: int, sample: int = 5000) -> dict[str, Any]:
@@ -84,7 +96,14 @@ def validate(path: str, reps: int, sample: int = 5000) -> dict[str, Any]:
 
     naive_sample_s, _ = timed(naive, 1)
     naive_s = naive_sample_s * len(frame) / max(1, len(part))
-    return {"rows": len(frame), "ours_s": ours_s, "naive_s": naive_s, "floor_s": None,
-            "naive_label": f"per-row email-validator + phonenumbers ({len(part)} rows, extrapolated)",
-            "floor_label": "", "invalid_rows": outcome.invalid_rows, "dedupe_s": dedupe_s,
-            "duplicates_in_file": len(deduped.duplicates)}
+    return {
+        "rows": len(frame),
+        "ours_s": ours_s,
+        "naive_s": naive_s,
+        "floor_s": None,
+        "naive_label": f"per-row email-validator + phonenumbers ({len(part)} rows, extrapolated)",
+        "floor_label": "",
+        "invalid_rows": outcome.invalid_rows,
+        "dedupe_s": dedupe_s,
+        "duplicates_in_file": len(deduped.duplicates),
+    }

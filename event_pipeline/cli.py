@@ -547,9 +547,7 @@ def reissue_token(participant_id: int, as_json: bool) -> None:
 
 
 @main.command("gen-signing-key")
-@click.option(
-    "--write", is_flag=True, help="Append the key to the var dir's secrets.env instead of printing it."
-)
+@click.option("--write", is_flag=True, help="Append the key to the var dir's secrets.env instead of printing it.")
 def gen_signing_key(write: bool) -> None:
     """Create an Ed25519 key for offline-verifiable tokens (EVENT_PIPELINE_SIGNING_KEY).
 

@@ -63,9 +63,7 @@ def _unb64(text: str) -> bytes:
 
 
 def event_tag(event_slug: str) -> bytes:
-    return hashlib.blake2b(
-        event_slug.encode("utf-8"), digest_size=EVENT_TAG_BYTES, person=_EVENT_TAG_PERSON
-    ).digest()
+    return hashlib.blake2b(event_slug.encode("utf-8"), digest_size=EVENT_TAG_BYTES, person=_EVENT_TAG_PERSON).digest()
 
 
 def _public_id_bytes(public_id: str) -> bytes:
@@ -147,9 +145,7 @@ class TokenVerifier:
             self._key.verify(signature, _DOMAIN + body)
         except InvalidSignature:
             return None
-        return SignedClaims(
-            event_tag=tag, public_id=_b64(public_id_raw), issued_at=datetime.fromtimestamp(issued, UTC)
-        )
+        return SignedClaims(event_tag=tag, public_id=_b64(public_id_raw), issued_at=datetime.fromtimestamp(issued, UTC))
 
     def __repr__(self) -> str:
         return f"TokenVerifier({self.public_key_b64()})"

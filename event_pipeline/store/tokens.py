@@ -118,9 +118,7 @@ def _issue_sqlite(conn: sa.Connection, event_id: int, rows: list[tuple[int, str]
     )
     issued = 0
     for start in range(0, len(rows), _SQLITE_CHUNK):
-        params = [
-            (event_id, pid, public_id, issued_at) for pid, public_id in rows[start : start + _SQLITE_CHUNK]
-        ]
+        params = [(event_id, pid, public_id, issued_at) for pid, public_id in rows[start : start + _SQLITE_CHUNK]]
         # sqlite3 sums executemany rowcounts, and rows skipped by DO NOTHING are not counted.
         issued += max(conn.exec_driver_sql(sql, params).rowcount, 0)
     return issued
@@ -167,8 +165,7 @@ def set_qr_paths(engine: Engine, paths: Iterable[tuple[int, str]]) -> None:
     with engine.begin() as conn:
         if is_postgres(conn):
             conn.exec_driver_sql(
-                "CREATE TEMP TABLE tmp_qr_paths "
-                "(id integer PRIMARY KEY, qr_path text NOT NULL) ON COMMIT DROP"
+                "CREATE TEMP TABLE tmp_qr_paths (id integer PRIMARY KEY, qr_path text NOT NULL) ON COMMIT DROP"
             )
             _copy_rows(conn, "tmp_qr_paths", ("id", "qr_path"), rows)
             conn.exec_driver_sql(
@@ -189,9 +186,7 @@ def _bind_value(conn: sa.Connection, column: sa.Column[Any], value: object) -> o
     return processor(value) if processor is not None else value
 
 
-def _copy_rows(
-    conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
+def _copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Bulk-load ``rows`` into a (temp) table: COPY with psycopg 3, batched INSERT otherwise."""
     raw = conn.connection.driver_connection
     cursor = raw.cursor() if raw is not None else None
@@ -233,9 +228,7 @@ def live_tokens_for(conn: sa.Connection, participant_ids: Sequence[int]) -> dict
     found: dict[int, TokenRecord] = {}
     for start in range(0, len(participant_ids), _CHUNK):
         chunk = list(participant_ids[start : start + _CHUNK])
-        stmt = _record_select().where(
-            access_tokens.c.participant_id.in_(chunk), access_tokens.c.status == LIVE
-        )
+        stmt = _record_select().where(access_tokens.c.participant_id.in_(chunk), access_tokens.c.status == LIVE)
         for row in conn.execute(stmt):
             rec = _to_record(row)
             found[rec.participant_id] = rec

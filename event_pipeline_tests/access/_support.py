@@ -30,9 +30,7 @@ def add_event(db: Engine, slug: str = "devcon-2026") -> Event:
     return create_event(db, slug=slug, name=f"Event {slug}", organiser_email="organiser@example.com")
 
 
-def add_participants(
-    db: Engine, event_id: int, n: int, *, status: str = "active", tag: str = "p"
-) -> list[int]:
+def add_participants(db: Engine, event_id: int, n: int, *, status: str = "active", tag: str = "p") -> list[int]:
     """``n`` participants with an email and phone each (so tests can check neither leaks)."""
     now = datetime.now(UTC)
     rows = [
@@ -51,9 +49,7 @@ def add_participants(
         conn.execute(sa.insert(participants), rows)
         emails = [r["email_norm"] for r in rows]
         ids = conn.execute(
-            sa.select(participants.c.id)
-            .where(participants.c.email_norm.in_(emails))
-            .order_by(participants.c.id)
+            sa.select(participants.c.id).where(participants.c.email_norm.in_(emails)).order_by(participants.c.id)
         )
         return [int(i) for i in ids.scalars()]
 
@@ -66,9 +62,7 @@ def contact_details(db: Engine) -> list[str]:
 
 def live_public_ids(db: Engine, event_id: int | None = None) -> dict[int, str]:
     """participant id -> public id of the live token."""
-    stmt = sa.select(access_tokens.c.participant_id, access_tokens.c.public_id).where(
-        access_tokens.c.status == "live"
-    )
+    stmt = sa.select(access_tokens.c.participant_id, access_tokens.c.public_id).where(access_tokens.c.status == "live")
     if event_id is not None:
         stmt = stmt.where(access_tokens.c.event_id == event_id)
     with db.connect() as conn:

@@ -118,9 +118,7 @@ def test_every_outcome_through_the_cli_is_recorded(db: Engine, door: Door, scan_
     assert (code, revoked["result"], revoked["participant_id"]) == (1, "revoked", door.active[2])
 
     # '-' reads the scan from stdin, keeping the token out of argv.
-    result, from_stdin = _cli(
-        "checkin", "-", "--event", slug, "--json", input=door.urls[door.active[3]] + "\n"
-    )
+    result, from_stdin = _cli("checkin", "-", "--event", slug, "--json", input=door.urls[door.active[3]] + "\n")
     assert (result.exit_code, from_stdin["result"]) == (0, "valid")
     outputs.append(result.output)
 
@@ -167,12 +165,7 @@ def test_verify_token_reports_without_recording(db: Engine, door: Door) -> None:
     assert _cli("verify-token", door.urls[door.elsewhere], "--json")[1]["result"] == "valid"
     assert _scans(db) == []
     with db.connect() as conn:
-        assert (
-            conn.execute(
-                sa.select(sa.func.count()).where(access_tokens.c.checked_in_at.is_not(None))
-            ).scalar()
-            == 0
-        )
+        assert conn.execute(sa.select(sa.func.count()).where(access_tokens.c.checked_in_at.is_not(None))).scalar() == 0
 
     assert check_in(db, door.urls[door.active[0]], ScanKeys.from_env(), event_slug=slug).ok
     result, data = _cli("verify-token", door.urls[door.active[0]], "--event", slug, "--json")
@@ -180,9 +173,7 @@ def test_verify_token_reports_without_recording(db: Engine, door: Door) -> None:
     assert len(_scans(db)) == 1
 
 
-def test_simultaneous_checkins_of_one_token_admit_exactly_one(
-    db: Engine, door: Door, scan_keys: ScanKeys
-) -> None:
+def test_simultaneous_checkins_of_one_token_admit_exactly_one(db: Engine, door: Door, scan_keys: ScanKeys) -> None:
     url = door.urls[door.active[0]]
     n = 8
     barrier = threading.Barrier(n)
@@ -228,9 +219,7 @@ def test_reissue_keeps_an_earlier_check_in(db: Engine, door: Door, scan_keys: Sc
     assert again.result is ScanResult.ALREADY_CHECKED_IN and again.checked_in_at == first.checked_in_at
 
 
-def test_signed_tokens_check_in_at_the_server(
-    db: Engine, door: Door, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_signed_tokens_check_in_at_the_server(db: Engine, door: Door, monkeypatch: pytest.MonkeyPatch) -> None:
     signer = TokenSigner.generate()
     monkeypatch.setenv(SIGNING_KEY_ENV, signer.private_key_b64())
     keys = ScanKeys.from_env()

@@ -38,19 +38,15 @@ def _token_state(db: sa.Engine) -> dict[int, tuple[str, str | None, bytes]]:
     """participant -> (public id, qr path, PNG bytes) of the live token."""
     with db.connect() as conn:
         rows = conn.execute(
-            sa.select(
-                access_tokens.c.participant_id, access_tokens.c.public_id, access_tokens.c.qr_path
-            ).where(access_tokens.c.status == "live")
+            sa.select(access_tokens.c.participant_id, access_tokens.c.public_id, access_tokens.c.qr_path).where(
+                access_tokens.c.status == "live"
+            )
         ).all()
-    return {
-        int(pid): (public_id, path, Path(path).read_bytes() if path else b"") for pid, public_id, path in rows
-    }
+    return {int(pid): (public_id, path, Path(path).read_bytes() if path else b"") for pid, public_id, path in rows}
 
 
 @pytest.mark.usefixtures("database_url")
-def test_reruns_never_rotate_tokens_or_redraw_qr_codes(
-    instance: dg.DagsterInstance, var_home: settings.Paths
-) -> None:
+def test_reruns_never_rotate_tokens_or_redraw_qr_codes(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
     make_event()
     first_file = write_csv(var_home.home / "in" / "list.csv", sample(20).rows)
     upload, result = run_import(instance, first_file)

@@ -101,9 +101,7 @@ def test_signing_key_from_environment(signer: TokenSigner) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     assert (
         TokenSigner.from_text(pem).private_key_b64()
         == TokenSigner.from_text(base64.b64encode(der).decode()).private_key_b64()

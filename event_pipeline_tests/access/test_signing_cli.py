@@ -77,9 +77,7 @@ def test_gen_write_then_export_and_verify_offline(
     assert forged.exit_code == 1 and json.loads(forged.stdout)["result"] == "unknown"
 
 
-def test_export_without_a_key_says_how_to_make_one(
-    var_home: settings.Paths, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_export_without_a_key_says_how_to_make_one(var_home: settings.Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
     result = _run("export-public-key")
     assert result.exit_code == 1 and "gen-signing-key" in result.output

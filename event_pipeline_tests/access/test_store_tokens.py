@@ -72,9 +72,7 @@ def test_reissue_revokes_and_keeps_the_old_row(db: Engine) -> None:
     assert second.revoked is not None and second.revoked.public_id == first.token.public_id
     with db.connect() as conn:
         rows = conn.execute(
-            sa.select(access_tokens.c.public_id, access_tokens.c.status).where(
-                access_tokens.c.participant_id == pid
-            )
+            sa.select(access_tokens.c.public_id, access_tokens.c.status).where(access_tokens.c.participant_id == pid)
         ).all()
     assert sorted(rows) == sorted(
         [(old.public_id, "revoked"), (first.token.public_id, "revoked"), (second.token.public_id, "live")]
@@ -109,9 +107,7 @@ def test_no_working_token_is_stored_anywhere_in_the_database(db: Engine, scan_ke
     event = _support.add_event(db)
     ids = _support.add_participants(db, event.id, 40)
     store.issue_missing_tokens(db, event.id)
-    render_missing_qr_codes(
-        db, paths, scan_keys.codec, event_id=event.id, event_slug=event.slug, base_url=BASE
-    )
+    render_missing_qr_codes(db, paths, scan_keys.codec, event_id=event.id, event_slug=event.slug, base_url=BASE)
     codec = scan_keys.codec
     tokens = {pid: codec.token_for(public_id) for pid, public_id in _support.live_public_ids(db).items()}
     for pid in ids[:5]:

@@ -24,9 +24,7 @@ def _render(db: Engine, keys: ScanKeys, slug: str, n: int) -> tuple[int, dict[in
     _support.add_participants(db, event.id, n)
     store.issue_missing_tokens(db, event.id)
     paths = settings.paths()
-    rendered = render_missing_qr_codes(
-        db, paths, keys.codec, event_id=event.id, event_slug=slug, base_url=BASE
-    )
+    rendered = render_missing_qr_codes(db, paths, keys.codec, event_id=event.id, event_slug=slug, base_url=BASE)
     assert rendered == n
     # A re-run renders nothing: files and tokens stay as they were mailed.
     again = render_missing_qr_codes(db, paths, keys.codec, event_id=event.id, event_slug=slug, base_url=BASE)
@@ -34,9 +32,7 @@ def _render(db: Engine, keys: ScanKeys, slug: str, n: int) -> tuple[int, dict[in
     return event.id, _support.live_public_ids(db, event.id)
 
 
-def _assert_decodes_exactly(
-    db: Engine, keys: ScanKeys, event_id: int, slug: str, live: dict[int, str]
-) -> None:
+def _assert_decodes_exactly(db: Engine, keys: ScanKeys, event_id: int, slug: str, live: dict[int, str]) -> None:
     folder = qr_dir(settings.paths(), slug)
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(f"{pid}.png" for pid in live.values())
     with db.connect() as conn:
@@ -60,9 +56,7 @@ def test_batches_rendered_by_worker_processes_decode_too(sqlite_db: Engine, scan
     _assert_decodes_exactly(sqlite_db, scan_keys, event_id, "bigconf-2026", live)
 
 
-def test_reissue_renders_a_new_qr_in_the_same_folder_and_drops_the_old(
-    db: Engine, scan_keys: ScanKeys
-) -> None:
+def test_reissue_renders_a_new_qr_in_the_same_folder_and_drops_the_old(db: Engine, scan_keys: ScanKeys) -> None:
     event_id, live = _render(db, scan_keys, "devcon-2026", 3)
     pid, old_public_id = next(iter(live.items()))
     folder = qr_dir(settings.paths(), "devcon-2026")

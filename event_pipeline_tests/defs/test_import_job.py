@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +19,7 @@ from event_pipeline_tests.support.pipeline import engine, make_event, run_import
 
 
 @pytest.fixture
-def instance(var_home: settings.Paths) -> dg.DagsterInstance:
+def instance(var_home: settings.Paths) -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test(temp_dir=str(var_home.dagster_home)) as inst:
         yield inst
 
@@ -41,7 +43,7 @@ def test_definitions_load_with_eight_asset_lineage() -> None:
         "welcome_emails",
         "import_report",
     ]
-    for parent, child in zip(chain, chain[1:], strict=False):
+    for parent, child in itertools.pairwise(chain):
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
     assert {n.name for n in job.graph.node_defs} >= set(chain)
 
@@ -193,7 +195,8 @@ def test_strict_mode_from_the_launchpad_config(instance: dg.DagsterInstance, var
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "validated_rows"
-    assert "strict mode" in (failure.step_failure_data.user_failure_data.description or "")
+    user_failure = failure.step_failure_data.user_failure_data
+    assert user_failure is not None and "strict mode" in (user_failure.description or "")
     assert _count(tables.participants) == 0
     relaxed = defs.resolve_job_def("import_upload").execute_in_process(
         instance=instance,

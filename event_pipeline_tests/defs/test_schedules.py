@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -17,7 +18,7 @@ from event_pipeline_tests.support.pipeline import engine, make_event, run_import
 
 
 @pytest.fixture
-def instance(var_home: settings.Paths) -> dg.DagsterInstance:
+def instance(var_home: settings.Paths) -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test(temp_dir=str(var_home.dagster_home)) as inst:
         yield inst
 
@@ -73,7 +74,9 @@ def test_upload_with_a_run_in_flight_is_not_requested_again(
     from event_pipeline.defs import defs
 
     job = defs.resolve_job_def("import_upload")
-    instance.create_run_for_job(job_def=job, tags={"dagster/partition": upload.id}, status=dg.DagsterRunStatus.NOT_STARTED)
+    instance.create_run_for_job(
+        job_def=job, tags={"dagster/partition": upload.id}, status=dg.DagsterRunStatus.NOT_STARTED
+    )
     assert _evaluate(instance) == []
 
 

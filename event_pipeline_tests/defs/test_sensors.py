@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +23,7 @@ from event_pipeline_tests.support.pipeline import engine, make_event, run_import
 
 
 @pytest.fixture
-def instance(var_home: settings.Paths) -> dg.DagsterInstance:
+def instance(var_home: settings.Paths) -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test(temp_dir=str(var_home.dagster_home)) as inst:
         yield inst
 
@@ -35,11 +37,27 @@ def _drop(folder: Path, name: str, data: bytes, *, age_s: float = 60.0) -> Path:
     return path
 
 
-def _tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+@dataclass
+class Tick:
+    run_requests: list[dg.RunRequest]
+    added_partitions: list[str]
+    cursor: str | None
+
+    def partition(self, i: int = 0) -> str:
+        return str(self.run_requests[i].partition_key)
+
+
+def _tick(instance: dg.DagsterInstance, cursor: str | None = None) -> Tick:
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=default_resources())
     result = inbox_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
-    return result
+    added = [
+        key
+        for req in result.dynamic_partitions_requests or []
+        if isinstance(req, dg.AddDynamicPartitionsRequest)
+        for key in req.partition_keys
+    ]
+    return Tick(list(result.run_requests or []), added, result.cursor)
 
 
 def test_same_content_twice_gives_one_run_and_a_note(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
@@ -51,8 +69,8 @@ def test_same_content_twice_gives_one_run_and_a_note(instance: dg.DagsterInstanc
     result = _tick(instance)
     assert len(result.run_requests) == 1
     request = result.run_requests[0]
-    assert request.run_key == request.partition_key and request.partition_key.startswith("devcon-2026-")
-    assert result.dynamic_partitions_requests[0].partition_keys == [request.partition_key]
+    assert request.run_key == request.partition_key and result.partition().startswith("devcon-2026-")
+    assert result.added_partitions == [request.partition_key]
     assert not (inbox / "b-copy.csv").exists()
     note = (var_home.processed / "devcon-2026" / "b-copy.csv.reason.txt").read_text(encoding="utf-8")
     assert "identical to upload" in note
@@ -68,7 +86,7 @@ def test_changed_file_under_same_name_runs_again(instance: dg.DagsterInstance, v
     inbox = var_home.inbox / "devcon-2026"
     path = _drop(inbox, "list.csv", csv_bytes(sample(5, invalid=0, duplicates=0).rows))
     first = _tick(instance)
-    upload_id = first.run_requests[0].partition_key
+    upload_id = first.partition()
     instance.add_dynamic_partitions("uploads", [upload_id])
     run_import(instance, path)  # the run moves the file to processed/
     assert not path.exists()
@@ -107,7 +125,7 @@ def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInsta
     make_event()
     path = _drop(var_home.inbox / "devcon-2026", "broken.csv", b"\x89PNG\r\n\x1a\n" + bytes(300))
     first = _tick(instance)
-    upload_id = first.run_requests[0].partition_key
+    upload_id = first.partition()
     instance.add_dynamic_partitions("uploads", [upload_id])
     result = defs.resolve_job_def("import_upload").execute_in_process(
         instance=instance, partition_key=upload_id, raise_on_error=False, tags={"dagster/partition": upload_id}
@@ -138,7 +156,7 @@ def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInsta
 def test_failure_sensor_skips_runs_that_will_be_retried(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
     make_event()
     path = _drop(var_home.inbox / "devcon-2026", "broken.csv", b"\x89PNG\r\n\x1a\n" + bytes(300))
-    upload_id = _tick(instance).run_requests[0].partition_key
+    upload_id = _tick(instance).partition()
     instance.add_dynamic_partitions("uploads", [upload_id])
     result = defs.resolve_job_def("import_upload").execute_in_process(
         instance=instance,

@@ -30,15 +30,15 @@ def sample(n: int = 20, *, invalid: int = 3, duplicates: int = 2, domain: str = 
     for i in range(n):
         name = FAMILY[(i + seed) % 10] + GIVEN[(i * 7 + seed) % 10]
         rows.append([name, f"p{seed}-{i}@{domain}", f"010-{1000 + i:04d}-{5000 + i:04d}", "개발팀", "사원"])
-    broken = [("", None), (None, "not-an-email"), (None, "x@no-dot")]
+    broken: list[tuple[str | None, str | None]] = [("", None), (None, "not-an-email"), (None, "x@no-dot")]
     invalid_rows = []
     for k in range(invalid):
         idx = n - 1 - k
-        name, email = broken[k % len(broken)]
-        if name is not None:
-            rows[idx][0] = name
-        if email is not None:
-            rows[idx][1] = email
+        bad_name, bad_email = broken[k % len(broken)]
+        if bad_name is not None:
+            rows[idx][0] = bad_name
+        if bad_email is not None:
+            rows[idx][1] = bad_email
         invalid_rows.append(idx + 2)
     duplicate_rows = []
     for k in range(duplicates):
