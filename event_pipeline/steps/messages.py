@@ -126,14 +126,7 @@ def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: D
         context: dict[str, Any] = {
             "event": _event_context(event),
             "upload": {"id": upload.id, "original_name": upload.original_name},
-            "counts": {
-                "rows_in_file": upload.rows_in_file or 0,
-                "loaded_new": upload.loaded_new or 0,
-                "updated": upload.updated or 0,
-                "unchanged": upload.unchanged or 0,
-                "duplicates_in_file": upload.duplicates_in_file or 0,
-                "rejected": upload.rejected_rows or 0,
-            },
+            "counts": upload.counts(),
             "error_report": upload.error_report_path or "",
         }
     else:

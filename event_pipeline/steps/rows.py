@@ -110,13 +110,6 @@ def load_upload(engine: Engine, upload: Upload, validated: ValidatedRows) -> Loa
 
 def invariant_holds(upload: Upload) -> tuple[bool, dict[str, int]]:
     """rows_in_file == new + updated + unchanged + duplicates_in_file + rejected (DESIGN.md)."""
-    parts = {
-        "rows_in_file": upload.rows_in_file or 0,
-        "loaded_new": upload.loaded_new or 0,
-        "updated": upload.updated or 0,
-        "unchanged": upload.unchanged or 0,
-        "duplicates_in_file": upload.duplicates_in_file or 0,
-        "rejected": upload.rejected_rows or 0,
-    }
+    parts = upload.counts()
     total = sum(v for k, v in parts.items() if k != "rows_in_file")
     return parts["rows_in_file"] == total, parts

@@ -41,6 +41,18 @@ class Upload:
     finished_at: datetime | None
 
 
+    def counts(self) -> dict[str, int]:
+        """The terms of DESIGN.md's invariant; unknown (not yet counted) reads as 0."""
+        return {
+            "rows_in_file": self.rows_in_file or 0,
+            "loaded_new": self.loaded_new or 0,
+            "updated": self.updated or 0,
+            "unchanged": self.unchanged or 0,
+            "duplicates_in_file": self.duplicates_in_file or 0,
+            "rejected": self.rejected_rows or 0,
+        }
+
+
 _FIELDS = [f.name for f in fields(Upload)]
 
 

@@ -121,24 +121,28 @@ def test_unknown_event_is_rejected_with_instructions(instance: dg.DagsterInstanc
     assert "no event with slug 'no-such-event'" in reason and "event-pipeline event add no-such-event" in reason
 
 
-def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
-    make_event()
-    path = _drop(var_home.inbox / "devcon-2026", "broken.csv", b"\x89PNG\r\n\x1a\n" + bytes(300))
-    first = _tick(instance)
-    upload_id = first.partition()
+def _failed_run_context(instance: dg.DagsterInstance, upload_id: str, **tags: str) -> dg.RunFailureSensorContext:
+    """Run the import of ``upload_id`` (which must fail) and build the failure sensor's context for it."""
     instance.add_dynamic_partitions("uploads", [upload_id])
     result = defs.resolve_job_def("import_upload").execute_in_process(
-        instance=instance, partition_key=upload_id, raise_on_error=False, tags={"dagster/partition": upload_id}
+        instance=instance, partition_key=upload_id, raise_on_error=False, tags={"dagster/partition": upload_id, **tags}
     )
     assert not result.success
     failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    ctx = dg.build_run_status_sensor_context(
+    return dg.build_run_status_sensor_context(
         sensor_name=import_failure_sensor.name,
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=failure_event,
         resources=default_resources(),
     ).for_run_failure()
+
+
+def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    make_event()
+    path = _drop(var_home.inbox / "devcon-2026", "broken.csv", b"\x89PNG\r\n\x1a\n" + bytes(300))
+    upload_id = _tick(instance).partition()
+    ctx = _failed_run_context(instance, upload_id)
     import_failure_sensor(ctx)
     assert not path.exists()
     reason = (var_home.rejected / "devcon-2026" / "broken.csv.reason.txt").read_text(encoding="utf-8")
@@ -156,22 +160,7 @@ def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInsta
 def test_failure_sensor_skips_runs_that_will_be_retried(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
     make_event()
     path = _drop(var_home.inbox / "devcon-2026", "broken.csv", b"\x89PNG\r\n\x1a\n" + bytes(300))
-    upload_id = _tick(instance).partition()
-    instance.add_dynamic_partitions("uploads", [upload_id])
-    result = defs.resolve_job_def("import_upload").execute_in_process(
-        instance=instance,
-        partition_key=upload_id,
-        raise_on_error=False,
-        tags={"dagster/partition": upload_id, "dagster/will_retry": "true"},
-    )
-    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    ctx = dg.build_run_status_sensor_context(
-        sensor_name=import_failure_sensor.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=failure_event,
-        resources=default_resources(),
-    ).for_run_failure()
+    ctx = _failed_run_context(instance, _tick(instance).partition(), **{"dagster/will_retry": "true"})
     import_failure_sensor(ctx)
     assert path.exists()
     assert not list(var_home.outbox.glob("import_failed-*.eml"))
