@@ -74,7 +74,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     plan: list[tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]] = [
         ("parse csv (utf-8)", stages.parse_csv, (str(csv_gen.path), reps)),
-        ("parse csv (cp949)", stages.parse_csv, (str(cp949_gen.path), reps)),
+        ("parse csv (cp949)", stages.parse_csv, (str(cp949_gen.path), reps, "cp949")),
         ("parse xlsx", stages.parse_xlsx, (str(xlsx_gen.path), reps)),
         ("validate + dedupe", stages.validate, (str(csv_gen.path), reps)),
     ]

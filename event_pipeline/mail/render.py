@@ -38,6 +38,7 @@ class TemplateRenderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            auto_reload=False,  # templates do not change under a running process; skips a stat per render
         )
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> Rendered:
