@@ -40,7 +40,6 @@ class Upload:
     created_at: datetime
     finished_at: datetime | None
 
-
     def counts(self) -> dict[str, int]:
         """The terms of DESIGN.md's invariant; unknown (not yet counted) reads as 0."""
         return {
