@@ -329,6 +329,7 @@ class ExplodingSender:
     """A provider integration with a bug: raises something no sender should."""
 
     name = "exploding"
+    idempotent = False
 
     def send(self, message: OutgoingMessage) -> SendResult:
         raise KeyError(message.to)
