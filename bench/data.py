@@ -115,9 +115,14 @@ def csv_file(path: Path, n: int, *, encoding: str = "utf-8", seed: int = 42) -> 
     return Generated(path, n, invalid, duplicates, size)
 
 
-def rows_for_size(target_bytes: int) -> int:
-    """About 76 bytes a row in UTF-8 with this generator."""
-    return max(1000, target_bytes // 76)
+def csv_file_of_size(path: Path, target_bytes: int, *, encoding: str = "utf-8", seed: int = 42) -> Generated:
+    """The largest file of this generator's rows that stays under ``target_bytes``."""
+    n = max(1000, target_bytes // 80)
+    generated = csv_file(path, n, encoding=encoding, seed=seed)
+    while generated.size_bytes > target_bytes:
+        n = int(n * target_bytes / generated.size_bytes * 0.995)
+        generated = csv_file(path, n, encoding=encoding, seed=seed)
+    return generated
 
 
 def xlsx_file(path: Path, n: int, *, seed: int = 7) -> Generated:

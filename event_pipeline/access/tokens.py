@@ -77,7 +77,7 @@ def checkin_base_url_from_env(environ: Mapping[str, str] | None = None) -> str:
 
 
 def checkin_url(base_url: str, token: str) -> str:
-    return base_url if base_url.endswith("/") and not token else f"{base_url.rstrip('/')}/{token}"
+    return f"{base_url.rstrip('/')}/{token}"
 
 
 def token_from_scan(scanned: str) -> str:
