@@ -136,6 +136,9 @@ def bench_email(
         finally:
             parent.send("stop")
             server.join(10)
+            if server.is_alive():  # never leave a server behind to skew the next stage
+                server.terminate()
+                server.join(5)
         with engine.connect() as conn:
             by_status = deliveries_store.status_counts(conn)
             attempts = Counter(

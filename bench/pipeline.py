@@ -59,7 +59,12 @@ def import_upload(path: str, home: str, profile_dir: str | None = None) -> dict[
     out = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     text = out.stdout
-    summary = json.loads(text[text.index("{") :]) if "{" in text else {"status": "error", "stderr": out.stderr[-2000:]}
+    # The summary is the first JSON object on stdout; py-spy may print its own lines after it.
+    summary = (
+        json.JSONDecoder().raw_decode(text, text.index("{"))[0]
+        if "{" in text
+        else {"status": "error", "stderr": out.stderr[-2000:]}
+    )
     # ru_maxrss of the largest child (the import process) is what a 50 MB upload costs.
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = int(summary.get("rows_in_file") or 0)
