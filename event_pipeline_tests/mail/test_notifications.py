@@ -122,3 +122,26 @@ def test_failed_import_tells_the_organiser_once_through_sendgrid(
     [notice] = fake.messages
     assert notice.body["subject"] == "[Dev Conference] 참가자 파일을 처리하지 못했습니다"
     assert '"broken.csv" 파일을 처리하지 못했습니다' in notice.body["content"][0]["value"]
+
+
+def test_provider_refusing_the_report_does_not_fail_a_finished_import(
+    instance: dg.DagsterInstance, var_home: settings.Paths, fake: FakeSendGrid
+) -> None:
+    make_event()
+    # Every row invalid: no welcome mail, so the organiser's report is the first request sent.
+    rows = [["", f"broken-{i}", "", "", ""] for i in range(3)]
+    fake.fail_next(1, 401)
+    upload, result = run_job(instance, fake, write_csv(var_home.home / "in" / "bad.csv", rows))
+    assert result.success
+    # Not even a failed attempt of the step: the refusal is logged, not raised.
+    assert not [e for e in result.all_events if e.is_step_failure or e.event_type_value == "STEP_UP_FOR_RETRY"]
+    report = result.asset_materializations_for_node("import_report")[0]
+    assert report.metadata["organiser_notified"].value is False
+    with engine().connect() as conn:
+        status = conn.execute(sa.text("SELECT status FROM uploads WHERE id = :u"), {"u": upload.id}).scalar_one()
+        notice = conn.execute(
+            sa.text("SELECT status FROM email_deliveries WHERE kind = 'import_complete'")
+        ).scalar_one()
+    assert status == "done"
+    assert notice == "awaiting_retry"  # put back for the send_due_emails schedule
+    assert recipients(fake, "import_complete") == []
