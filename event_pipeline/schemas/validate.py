@@ -17,8 +17,22 @@ from event_pipeline.schemas.results import RowError, ValidationOutcome, preview
 from event_pipeline.schemas.rules import Rule, row_rules, rules_schema
 
 
+def _without_nul(frame: pd.DataFrame) -> pd.DataFrame:
+    """NUL characters (UTF-16 files, odd Excel cells) mean nothing in a name or address, and
+    PostgreSQL refuses text containing them, which would fail a whole load over one cell."""
+    text_columns = [c for c in frame.columns if c != "source_row"]
+    dirty = [c for c in text_columns if frame[c].astype("str").str.contains("\x00", regex=False).any()]
+    if not dirty:
+        return frame
+    cleaned = frame.copy()
+    for column in dirty:
+        cleaned[column] = cleaned[column].astype("str").str.replace("\x00", "", regex=False)
+    return cleaned
+
+
 def _normalise(frame: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Series]:
     """The candidate clean frame (same index as ``frame``) and the phone validity mask."""
+    frame = _without_nul(frame)
     n = len(frame)
     blank = pd.Series([""] * n, index=frame.index, dtype="str")
     phones, phone_ok = normalise_phones(frame.get("phone", blank), region)

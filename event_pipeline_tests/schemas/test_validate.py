@@ -189,3 +189,23 @@ def test_counts_add_up_on_a_mixed_frame() -> None:
     assert len(outcome.valid) + outcome.invalid_rows == 1000
     assert len(outcome.errors) == sum((i % 7 == 0) + (i % 11 == 0) for i in range(1000))
     assert {e.row for e in outcome.errors} == {i + 2 for i in bad}
+
+
+def test_nul_characters_are_dropped_before_they_reach_the_database() -> None:
+    import pandas as pd
+
+    from event_pipeline.schemas import validate_participants
+
+    frame = pd.DataFrame(
+        {
+            "source_row": [2, 3],
+            "name": ["Kim\x00 Minjun", "Lee Seoyeon"],
+            "email": ["kim@example.com\x00", "lee@example.com"],
+            "extra": ['{"memo": "a\x00b"}', "{}"],
+        }
+    )
+    outcome = validate_participants(frame)
+    assert outcome.invalid_rows == 0
+    assert list(outcome.valid["name"]) == ["Kim Minjun", "Lee Seoyeon"]
+    assert list(outcome.valid["email"]) == ["kim@example.com", "lee@example.com"]
+    assert not outcome.valid.apply(lambda col: col.astype(str).str.contains("\x00", regex=False)).any().any()
