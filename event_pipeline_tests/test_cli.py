@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from event_pipeline import settings
 from event_pipeline.cli import main
 from event_pipeline_tests.support.participants import sample, write_csv
+from event_pipeline_tests.support.pipeline import ASSET_CHAIN
 
 
 @pytest.fixture
@@ -113,16 +114,7 @@ def test_import_json_then_status(cli: CliRunner, tmp_path: Path) -> None:
     status = cli.invoke(main, ["status", summary["upload_id"], "--json"])
     assert status.exit_code == 0, status.output
     detail = json.loads(status.output)
-    assert detail["assets_done"] == [
-        "upload_file",
-        "parsed_rows",
-        "validated_rows",
-        "participants",
-        "access_tokens",
-        "qr_codes",
-        "welcome_emails",
-        "import_report",
-    ]
+    assert detail["assets_done"] == ASSET_CHAIN
     assert detail["attempts"] == 1 and detail["runs"][0]["status"] == "SUCCESS"
     listing = cli.invoke(main, ["status"])
     assert summary["upload_id"] in listing.output and "done" in listing.output

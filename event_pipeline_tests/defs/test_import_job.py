@@ -15,7 +15,7 @@ from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import sample, write_csv
-from event_pipeline_tests.support.pipeline import engine, make_event, run_import
+from event_pipeline_tests.support.pipeline import ASSET_CHAIN, engine, make_event, run_import
 
 
 @pytest.fixture
@@ -33,19 +33,9 @@ def test_definitions_load_with_eight_asset_lineage() -> None:
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("import_upload")
     graph = defs.resolve_asset_graph()
-    chain = [
-        "upload_file",
-        "parsed_rows",
-        "validated_rows",
-        "participants",
-        "access_tokens",
-        "qr_codes",
-        "welcome_emails",
-        "import_report",
-    ]
-    for parent, child in itertools.pairwise(chain):
+    for parent, child in itertools.pairwise(ASSET_CHAIN):
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys
-    assert {n.name for n in job.graph.node_defs} >= set(chain)
+    assert {n.name for n in job.graph.node_defs} >= set(ASSET_CHAIN)
 
 
 @pytest.mark.usefixtures("database_url")

@@ -15,6 +15,18 @@ from event_pipeline.steps.inbox import receive_file
 from event_pipeline.store.events import Event, create_event
 from event_pipeline.store.uploads import Upload
 
+# The lineage of one upload, as DESIGN.md draws it.
+ASSET_CHAIN = [
+    "upload_file",
+    "parsed_rows",
+    "validated_rows",
+    "participants",
+    "access_tokens",
+    "qr_codes",
+    "welcome_emails",
+    "import_report",
+]
+
 
 def engine() -> Engine:
     return migrated_engine(settings.database_url())
