@@ -134,10 +134,10 @@ def email_record(n: int) -> dict[str, Any]:
 
 def _env_with_secrets(env: dict[str, str], home: str) -> dict[str, str]:
     """What `make run` does: the key `init` generated, in the daemon's environment."""
-    for line in (Path(home) / "secrets.env").read_text(encoding="utf-8").splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not name.startswith("#"):
-            env.setdefault(name.strip(), value.strip())
+    from event_pipeline.settings import paths, read_env_file
+
+    for name, value in read_env_file(paths(home).secrets_env).items():
+        env.setdefault(name, value)
     return env
 
 

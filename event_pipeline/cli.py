@@ -23,13 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def load_secrets_env() -> None:
     """Let local commands find the key `init` generated, without overriding the real environment."""
-    env_file = settings.paths().secrets_env
-    if not env_file.is_file():
-        return
-    for line in env_file.read_text(encoding="utf-8").splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name and not name.startswith("#"):
-            os.environ.setdefault(name, value)
+    for name, value in settings.read_env_file(settings.paths().secrets_env).items():
+        os.environ.setdefault(name, value)
 
 
 def _engine() -> Any:

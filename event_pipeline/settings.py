@@ -68,3 +68,15 @@ def paths(home: str | os.PathLike[str] | None = None) -> Paths:
 def database_url(home: str | os.PathLike[str] | None = None) -> str:
     """DATABASE_URL wins; otherwise the embedded SQLite file in the var dir."""
     return os.environ.get("DATABASE_URL") or f"sqlite:///{paths(home).db_file}"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a file like the ``secrets.env`` that ``init`` writes; {} if absent."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values

@@ -66,3 +66,14 @@ def dispose_engines() -> None:
 
 def is_postgres(engine: Engine | sa.Connection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def dialect_insert(conn: sa.Connection) -> Any:
+    """The dialect's ``insert``, which has ``on_conflict_do_nothing`` (plain ``sa.insert`` has not)."""
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

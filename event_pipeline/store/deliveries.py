@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import is_postgres
+from event_pipeline.store.db import dialect_insert, is_postgres
 from event_pipeline.store.tables import access_tokens, email_deliveries, participants
 
 CLAIMABLE = ("queued", "awaiting_retry")
@@ -77,23 +77,13 @@ class Outcome:
     throttled: bool = False
 
 
-def _insert(conn: sa.Connection) -> Any:
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
 def enqueue(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
     """Insert deliveries; ones whose dedupe_key exists are left alone. Returns rows inserted."""
     if not rows:
         return 0
     now = datetime.now(UTC)
     inserted = 0
-    stmt = _insert(conn)(email_deliveries).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = dialect_insert(conn)(email_deliveries).on_conflict_do_nothing(index_elements=["dedupe_key"])
     for start in range(0, len(rows), _CHUNK):
         chunk = [{"status": "queued", "attempts": 0, "created_at": now, **r} for r in rows[start : start + _CHUNK]]
         inserted += max(conn.execute(stmt, chunk).rowcount, 0)

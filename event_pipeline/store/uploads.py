@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import is_postgres
+from event_pipeline.store.db import dialect_insert
 from event_pipeline.store.tables import uploads
 
 TERMINAL_STATUSES = ("done", "rejected", "failed")
@@ -88,22 +88,12 @@ def register_upload(
         created_at=datetime.now(UTC),
     )
     with engine.begin() as conn:
-        dialect_insert = _dialect_insert(conn)
+        insert = dialect_insert(conn)
         # SQLAlchemy 2.1 only keeps rowcount for INSERT when asked; psycopg reports -1 otherwise.
-        insert = dialect_insert(uploads).values(**values).on_conflict_do_nothing()
+        insert = insert(uploads).values(**values).on_conflict_do_nothing()
         result = conn.execute(insert.execution_options(preserve_rowcount=True))
         row = conn.execute(sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)).one()
     return _to_upload(row), result.rowcount == 1
-
-
-def _dialect_insert(conn: sa.Connection) -> Any:
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
 
 
 def get_upload(conn: sa.Connection, upload_id: str) -> Upload | None:
