@@ -88,12 +88,11 @@ def register_upload(
         created_at=datetime.now(UTC),
     )
     with engine.begin() as conn:
-        insert = dialect_insert(conn)
-        # SQLAlchemy 2.1 only keeps rowcount for INSERT when asked; psycopg reports -1 otherwise.
-        insert = insert(uploads).values(**values).on_conflict_do_nothing()
-        result = conn.execute(insert.execution_options(preserve_rowcount=True))
-        row = conn.execute(sa.select(uploads).where(uploads.c.event_id == event_id, uploads.c.sha256 == sha256)).one()
-    return _to_upload(row), result.rowcount == 1
+        # rowcount is reliable on both backends: make_engine sets preserve_rowcount.
+        result = conn.execute(dialect_insert(conn)(uploads).values(**values).on_conflict_do_nothing())
+        upload = find_by_sha(conn, event_id, sha256)
+    assert upload is not None  # just inserted, or there already
+    return upload, result.rowcount == 1
 
 
 def get_upload(conn: sa.Connection, upload_id: str) -> Upload | None:
