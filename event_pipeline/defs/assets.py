@@ -14,7 +14,6 @@ from event_pipeline.defs.resources import (
     StorageResource,
 )
 from event_pipeline.intake import ParsedTable
-from event_pipeline.mail.dispatch import DispatchAborted
 from event_pipeline.steps import inbox, messages, rows, tickets
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import events as events_store
@@ -315,22 +314,9 @@ def import_report(
     upload = _upload(db, upload_file.upload_id)
     ok, parts = rows.invariant_holds(upload)
     uploads_store.update_upload(engine, upload.id, status="done", reason=None)
-    try:
-        notified = (
-            messages.notify_organiser(
-                engine,
-                mail_context(mailer, tokens),
-                event_id=upload.event_id,
-                upload_id=upload.id,
-                kind="import_complete",
-            ).sent
-            > 0
-        )
-    except DispatchAborted as exc:
-        # The import itself is done; the notice stays queued for the mail schedule once the
-        # provider accepts us again, so this must not turn a finished import into a failed run.
-        context.log.warning(f"organiser notice not sent yet: {exc}")
-        notified = False
+    notice = messages.notify_organiser(
+        engine, mail_context(mailer, tokens), event_id=upload.event_id, upload_id=upload.id, kind="import_complete"
+    )
     inbox.finish_upload_file(engine, storage.paths(), upload, ok=True)
     with engine.connect() as conn:
         mail = deliveries_store.status_counts(conn, upload_id=upload.id)
@@ -338,7 +324,7 @@ def import_report(
         **parts,
         "empty_rows": upload.empty_rows or 0,
         "emails": dg.MetadataValue.json(mail),
-        "organiser_notified": notified,
+        "organiser_notified": notice.sent > 0,
         "error_report": dg.MetadataValue.path(upload.error_report_path or ""),
     }
     return dg.MaterializeResult(

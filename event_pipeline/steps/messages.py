@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.access.tokens import TokenCodec, checkin_url
-from event_pipeline.mail.dispatch import DispatchStats, dispatch_due
+from event_pipeline.mail.dispatch import DispatchAborted, DispatchStats, dispatch_due
 from event_pipeline.mail.message import InlineImage, OutgoingMessage
 from event_pipeline.mail.render import TemplateRenderer, default_renderer
 from event_pipeline.mail.senders import Sender
@@ -21,6 +22,8 @@ from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.deliveries import Delivery
 from event_pipeline.store.events import Event
 from event_pipeline.store.tables import access_tokens, participants
+
+log = logging.getLogger(__name__)
 
 QR_CID = "checkin-qr"
 ORGANISER_KINDS = ("import_complete", "import_failed")
@@ -156,7 +159,11 @@ def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
 
 
 def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, kind: str) -> DispatchStats:
-    """Queue (once per upload and kind) and send an organiser notice."""
+    """Queue (once per upload and kind) and try to send an organiser notice.
+
+    A provider refusing us now leaves the notice queued for the mail schedule: the import (or
+    the failure handling) that calls this is finished either way and must not fail over it.
+    """
     with engine.begin() as conn:
         deliveries_store.enqueue(
             conn,
@@ -169,4 +176,8 @@ def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_
                 }
             ],
         )
-    return dispatch(engine, ctx, event_id=event_id, kinds=(kind,))
+    try:
+        return dispatch(engine, ctx, event_id=event_id, kinds=(kind,))
+    except DispatchAborted as exc:
+        log.warning("organiser notice %s for upload %s not sent yet: %s", kind, upload_id, exc)
+        return DispatchStats()
