@@ -72,9 +72,10 @@ def _populate(home: Path, n: int) -> tuple[sa.Engine, int]:
             "department": "",
             "position": "",
             "extra": "{}",
+            "source_row": range(2, n + 2),
         }
     )
-    load_participants(engine, event_id=event.id, upload_id="bench-upload", rows=rows)
+    load_participants(engine, event_id=event.id, upload_id="bench-upload", upload_seq=1, rows=rows)
     tokens_store.issue_missing_tokens(engine, event.id)
     codec = TokenCodec.from_secret("b" * 40)
     tickets.render_missing_qr_codes(engine, paths, codec, event_id=event.id, event_slug="bench", base_url=BASE_URL)

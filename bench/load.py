@@ -40,7 +40,7 @@ from event_pipeline.store.migrate import upgrade
 from event_pipeline.store.participants import BLANK, DATA_FIELDS, frame_for_load, load_participants
 from event_pipeline.store.tables import participants
 
-COLUMNS = ("email", "name", "phone", "department", "position", "extra")
+COLUMNS = ("source_row", "email", "name", "phone", "department", "position", "extra")
 # About the row count of a 50 MB participants CSV (the upload size limit).
 ROWS_50MB = 660_000
 NAIVE_SAMPLE = 5_000
@@ -86,12 +86,12 @@ def time_ours(engine: Engine, rows: pd.DataFrame, *, repeats: int = REPEATS) -> 
     def once() -> float:
         event_id = _fresh_event(engine, "ours")
         started = time.perf_counter()
-        counts = load_participants(engine, event_id=event_id, upload_id="bench-ours", rows=rows)
+        counts = load_participants(engine, event_id=event_id, upload_id="bench-ours", upload_seq=1, rows=rows)
         seconds = time.perf_counter() - started
         if counts.new != len(rows):
             raise AssertionError(f"bench load counted {counts} for {len(rows)} fresh rows")
         started = time.perf_counter()
-        again = load_participants(engine, event_id=event_id, upload_id="bench-ours-again", rows=rows)
+        again = load_participants(engine, event_id=event_id, upload_id="bench-ours-again", upload_seq=2, rows=rows)
         reloads.append(time.perf_counter() - started)
         if again.unchanged != len(rows):
             raise AssertionError(f"re-load counted {again} for {len(rows)} unchanged rows")

@@ -21,16 +21,22 @@ SAMPLE_FILE = Path(__file__).with_name("sample") / "participants_demo.csv"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_secrets_env() -> None:
-    """Let local commands find the key `init` generated, without overriding the real environment."""
-    for name, value in settings.read_env_file(settings.paths().secrets_env).items():
-        os.environ.setdefault(name, value)
-
-
 def _engine() -> Any:
-    from event_pipeline.defs.resources import migrated_engine
+    from event_pipeline.store.migrate import SchemaNotCurrent, app_engine
 
-    return migrated_engine(settings.database_url())
+    try:
+        return app_engine(settings.database_url())
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _migrate() -> str:
+    from event_pipeline.store.db import make_engine
+    from event_pipeline.store.migrate import current_revision, upgrade
+
+    engine = make_engine(settings.database_url())
+    upgrade(engine)
+    return current_revision(engine) or "?"
 
 
 def _echo_json(data: object) -> None:
@@ -41,33 +47,34 @@ def _echo_json(data: object) -> None:
 def main() -> None:
     """Import participants files into events: tokens, QR codes and welcome emails included."""
     os.environ.setdefault("DAGSTER_HOME", str(settings.paths().dagster_home))
-    load_secrets_env()
+    settings.load_secrets_env()
 
 
 @main.command()
 @click.option("--demo", is_flag=True, help=f"Also create the demo event {DEMO_EVENT!r}.")
 def init(demo: bool) -> None:
     """Create the var dir, Dagster home, a local token key and the database schema."""
+    from event_pipeline.files import private_dir, write_private_text
+
     paths = settings.paths()
-    for folder in [*paths.all_dirs(), paths.dagster_home]:
-        folder.mkdir(parents=True, exist_ok=True)
+    for folder in [paths.home, *paths.all_dirs(), paths.dagster_home]:
+        private_dir(folder)
     instance_yaml = paths.dagster_home / "dagster.yaml"
     template = Path(os.environ.get("EVENT_PIPELINE_DAGSTER_YAML", REPO_ROOT / "dagster.yaml"))
     if not instance_yaml.exists() and template.is_file():
         shutil.copyfile(template, instance_yaml)
     if not paths.secrets_env.exists():
         key = secrets.token_urlsafe(48)
-        paths.secrets_env.write_text(
+        write_private_text(
+            paths.secrets_env,
             "# Local secrets for the embedded default. Production sets these in the environment.\n"
             f"EVENT_PIPELINE_TOKEN_KEY={key}\n",
-            encoding="utf-8",
         )
-        paths.secrets_env.chmod(0o600)
         os.environ.setdefault("EVENT_PIPELINE_TOKEN_KEY", key)
-    _engine()
+    revision = _migrate()
     click.echo(f"var dir:      {paths.home}")
     click.echo(f"DAGSTER_HOME: {paths.dagster_home}")
-    click.echo(f"database:     {settings.database_url().split('@')[-1]}")
+    click.echo(f"database:     {settings.database_url().split('@')[-1]} (schema {revision})")
     if demo:
         from event_pipeline.store.events import create_event
 
@@ -83,6 +90,12 @@ def init(demo: bool) -> None:
         )
         (paths.inbox / event.slug).mkdir(parents=True, exist_ok=True)
         click.echo(f"demo event:   {event.slug} (drop files into {paths.inbox / event.slug})")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the participants database schema up to date (the only place migrations run)."""
+    click.echo(f"database {settings.database_url().split('@')[-1]} is at schema revision {_migrate()}")
 
 
 @main.command("demo-drop")
@@ -223,8 +236,8 @@ def _upload_summary(upload_id: str) -> dict[str, Any]:
 @click.option("--max-errors", default=1000, show_default=True, help="Errors listed at most.")
 def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors: int) -> None:
     """Dry run: read and validate PATH as an import would, writing nothing. Exit 0 accepted, 2 rejected."""
-    from event_pipeline.intake import IntakeError, read_table
-    from event_pipeline.schemas import dedupe_in_file, validate_participants
+    from event_pipeline.intake import DEFAULT_MAX_BYTES, IntakeError
+    from event_pipeline.steps.rows import judge, read_file
 
     report: dict[str, Any] = {
         "status": "rejected",
@@ -241,26 +254,26 @@ def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors
         "errors": [],
     }
     try:
-        parsed = read_table(path, sheet=sheet)
+        parsed = read_file(path, max_bytes=DEFAULT_MAX_BYTES, sheet=sheet)
     except IntakeError as exc:
         report["reason"] = f"{path.name}: {exc}"
     else:
-        outcome = validate_participants(parsed.frame)
-        dupes = dedupe_in_file(outcome.valid).duplicates
+        verdict = judge(parsed.frame, strict=strict, default_region=settings.default_phone_region())
+        errors = verdict.outcome.errors
         report |= {
             "format": parsed.format,
             "encoding": parsed.encoding,
             "header_row": parsed.header_row,
             "columns": parsed.columns,
             "rows": parsed.rows,
-            "valid": len(outcome.valid),
-            "invalid": outcome.invalid_rows,
-            "duplicates_in_file": len(dupes),
+            "valid": len(verdict.outcome.valid),
+            "invalid": verdict.outcome.invalid_rows,
+            "duplicates_in_file": len(verdict.duplicates),
             "empty_rows": parsed.empty_rows,
-            "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in outcome.errors[:max_errors]],
+            "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in errors[:max_errors]],
         }
-        if strict and outcome.invalid_rows:
-            report["reason"] = f"strict mode: {outcome.invalid_rows} of {parsed.rows} rows are invalid"
+        if verdict.rejection:
+            report["reason"] = verdict.rejection
         else:
             report["status"] = "accepted"
     if as_json:
@@ -300,12 +313,17 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
 
     from event_pipeline.defs import defs
     from event_pipeline.defs.partitions import UPLOADS
-    from event_pipeline.steps.inbox import UnknownEventError, receive_file
+    from event_pipeline.defs.resources import mail_context_from_env
+    from event_pipeline.inbox.manifest import ManifestError
+    from event_pipeline.steps.imports import fail
+    from event_pipeline.steps.inbox import UnknownEventError, register_local_file
 
     started = time.perf_counter()
     try:
-        up, _ = receive_file(_engine(), settings.paths(), event_slug=event_slug, source=path, strict=strict)
-    except UnknownEventError as exc:
+        up, _ = register_local_file(
+            _engine(), settings.paths(), event_slug=event_slug, source=path, strict=strict or None
+        )
+    except (UnknownEventError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     ran = False
     if force or up.status not in ("done", "rejected"):
@@ -316,12 +334,8 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
         result = job.execute_in_process(instance=instance, partition_key=up.id, raise_on_error=False)
         ran = True
         if not result.success:
-            from event_pipeline.store.uploads import get_upload, update_upload
-
-            with _engine().connect() as conn:
-                current = get_upload(conn, up.id)
-            if current is not None and current.status not in ("rejected", "done"):
-                update_upload(_engine(), up.id, status="failed", reason=current.reason or "import run failed")
+            reason = "the import run failed; see `event-pipeline status` for the step"
+            fail(_engine(), settings.paths(), mail_context_from_env(), up.id, reason=reason)
     summary = _upload_summary(up.id) | {"ran": ran, "seconds": round(time.perf_counter() - started, 3)}
     if as_json:
         _echo_json(summary)

@@ -26,6 +26,11 @@ class Paths:
         return self.home / "uploads"
 
     @property
+    def received(self) -> Path:
+        """Originals taken out of the inbox, held until their import ends."""
+        return self.home / "received"
+
+    @property
     def processed(self) -> Path:
         return self.home / "processed"
 
@@ -57,7 +62,15 @@ class Paths:
         return self.upload_store / upload_id
 
     def all_dirs(self) -> list[Path]:
-        return [self.inbox, self.upload_store, self.processed, self.rejected, self.outbox, self.reports]
+        return [
+            self.inbox,
+            self.received,
+            self.upload_store,
+            self.processed,
+            self.rejected,
+            self.outbox,
+            self.reports,
+        ]
 
 
 def paths(home: str | os.PathLike[str] | None = None) -> Paths:
@@ -80,3 +93,22 @@ def read_env_file(path: Path) -> dict[str, str]:
         if sep and name and not name.startswith("#"):
             values[name.strip()] = value.strip()
     return values
+
+
+def load_secrets_env(home: str | os.PathLike[str] | None = None) -> None:
+    """Fill unset variables from the var dir's ``secrets.env`` (written by ``init``).
+
+    Every process that loads the code (CLI, webserver, daemon, a code server or run worker
+    started by hand) calls this, so none of them depends on a shell having sourced the file.
+    Variables already set win: production sets them in the environment.
+    """
+    for name, value in read_env_file(paths(home).secrets_env).items():
+        os.environ.setdefault(name, value)
+
+
+DEFAULT_PHONE_REGION = "KR"
+
+
+def default_phone_region() -> str:
+    """Region for phone numbers written without a country code (most of our files are Korean)."""
+    return os.environ.get("EVENT_PIPELINE_PHONE_REGION") or DEFAULT_PHONE_REGION

@@ -38,6 +38,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from event_pipeline.files import private_dir
+
 __all__ = [
     "QR_ERROR_CORRECTION",
     "QR_MAX_PAYLOAD_BYTES",
@@ -574,7 +576,8 @@ def _write_atomic(path: str, content: bytes) -> None:
     # writers of the same target from sharing a temp file.
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    # 0600: the code is a working check-in token.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         try:
             view = memoryview(content)
@@ -602,7 +605,7 @@ def _write_chunk(items: Sequence[tuple[str, str]], scale: int, border: int) -> i
                 path = items[i][1]
                 parent = os.path.dirname(path)
                 if parent and parent not in made_dirs:
-                    os.makedirs(parent, exist_ok=True)
+                    private_dir(Path(parent))
                     made_dirs.add(parent)
                 _write_atomic(path, png)
                 written += 1

@@ -11,12 +11,15 @@ import base64
 import hashlib
 import hmac
 import os
-import secrets
+import secrets  # noqa: F401 - not used here since new_public_id moved; tests patch tokens.secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-PUBLIC_ID_BYTES = 16  # 128 random bits from `secrets`
+# The public id is a row id, made by the store; re-exported for the token code and its callers.
+from event_pipeline.store.tokens import PUBLIC_ID_BYTES as PUBLIC_ID_BYTES
+from event_pipeline.store.tokens import new_public_id as new_public_id
+
 MAC_BYTES = 16
 PUBLIC_ID_LEN = 22  # base64url of 16 bytes, unpadded
 TOKEN_LEN = 44
@@ -33,10 +36,6 @@ class TokenKeyError(ValueError):
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def new_public_id() -> str:
-    return _b64(secrets.token_bytes(PUBLIC_ID_BYTES))
 
 
 @dataclass(frozen=True)

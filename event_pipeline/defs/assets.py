@@ -1,8 +1,11 @@
-"""The per-upload assets. Each one is a thin call into ``event_pipeline.steps``; metadata holds
-counts, row numbers and hashed ids only, never emails, phones, names or tokens."""
+"""The per-upload assets. Each is one call into ``event_pipeline.steps.imports`` and returns a
+``MaterializeResult``: assets hand each other nothing but the partition key (the upload id), so
+no row reaches Dagster's storage and any step can run in another process or on another machine.
+Metadata holds counts, row numbers, paths and ids only, never names, emails, phones or tokens."""
 
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
 import dagster as dg
 
@@ -12,13 +15,10 @@ from event_pipeline.defs.resources import (
     DatabaseResource,
     MailerResource,
     StorageResource,
+    mail_context,
 )
-from event_pipeline.intake import ParsedTable
-from event_pipeline.steps import inbox, messages, rows, tickets
-from event_pipeline.store import deliveries as deliveries_store
-from event_pipeline.store import events as events_store
-from event_pipeline.store import uploads as uploads_store
-from event_pipeline.store.uploads import Upload
+from event_pipeline.steps import imports
+from event_pipeline.steps.rows import UploadRejected
 
 GROUP = "participant_import"
 # Transient trouble (DB restarting, disk hiccup) is retried per step; bad data raises
@@ -26,11 +26,8 @@ GROUP = "participant_import"
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-@dataclass(frozen=True)
-class UploadFacts:
-    upload_id: str
-    event_id: int
-    event_slug: str
+# ``@dg.asset`` with what every per-upload asset shares, applied once.
+upload_asset = partial(dg.asset, partitions_def=uploads_partitions, group_name=GROUP, retry_policy=TRANSIENT_RETRY)
 
 
 class ParseConfig(dg.Config):
@@ -45,252 +42,152 @@ class ValidationConfig(dg.Config):
     strict: bool | None = None
 
 
-def _upload(db: DatabaseResource, upload_id: str) -> Upload:
-    with db.engine().connect() as conn:
-        upload = uploads_store.get_upload(conn, upload_id)
-    if upload is None:
-        raise dg.Failure(f"upload {upload_id} is not registered", allow_retries=False)
-    return upload
+@contextmanager
+def rejections() -> Iterator[None]:
+    """A whole-file rejection is for the organiser, and retrying cannot change it."""
+    try:
+        yield
+    except UploadRejected as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False, metadata={"reason": str(exc)}) from None
 
 
-def _reject(reason: str) -> dg.Failure:
-    return dg.Failure(description=reason, allow_retries=False, metadata={"reason": reason})
-
-
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
-    kinds={"file"},
-    description="The uploaded file as received: stored bytes and facts (event, size, sha256).",
+@upload_asset(
+    kinds={"file"}, description="The uploaded file as received: stored bytes and facts (event, size, sha256)."
 )
-def upload_file(context: dg.AssetExecutionContext, db: DatabaseResource) -> UploadFacts:
-    upload = _upload(db, context.partition_key)
-    engine = db.engine()
-    stored = Path(upload.stored_path)
-    if not stored.is_file():
-        raise _reject(f"stored copy of {upload.original_name} is missing ({upload.id})")
-    if inbox.sha256_file(stored) != upload.sha256:
-        raise _reject(f"stored copy of {upload.original_name} does not match its sha256; re-upload the file")
-    with engine.connect() as conn:
-        event = events_store.get_event_by_id(conn, upload.event_id)
-    if upload.status not in ("done",):
-        uploads_store.update_upload(engine, upload.id, status="running", reason=None)
-    context.add_output_metadata(
-        {
-            "event": event.slug,
-            "size_bytes": upload.size_bytes,
-            "sha256": upload.sha256,
-            "strict": upload.strict,
-            "file_name": upload.original_name,
+def upload_file(context: dg.AssetExecutionContext, db: DatabaseResource) -> dg.MaterializeResult:
+    with rejections():
+        got = imports.receive(db.engine(), context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "event": got.event_slug,
+            "file_name": got.file_name,
+            "size_bytes": got.size_bytes,
+            "sha256": got.sha256,
+            "strict": got.strict,
+            "stored": dg.MetadataValue.path(got.stored_path),
         }
     )
-    return UploadFacts(upload_id=upload.id, event_id=upload.event_id, event_slug=event.slug)
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
-    kinds={"pandas"},
-    description="Every data row of the file as text, with the row number the organiser sees.",
+@upload_asset(
+    deps=[upload_file],
+    kinds={"parquet"},
+    description="Every data row of the file as text, with the row number the organiser sees "
+    "(parsed.parquet in the upload store).",
 )
 def parsed_rows(
-    context: dg.AssetExecutionContext,
-    config: ParseConfig,
-    upload_file: UploadFacts,
-    db: DatabaseResource,
-    storage: StorageResource,
-) -> ParsedTable:
-    upload = _upload(db, upload_file.upload_id)
-    sheet = config.sheet
-    if sheet is None and upload.inbox_path:
-        try:
-            sheet = inbox.read_manifest(Path(upload.inbox_path)).sheet
-        except ValueError as exc:
-            raise _reject(str(exc)) from None
-    try:
-        parsed = rows.parse_upload(db.engine(), upload, max_bytes=storage.max_upload_bytes, sheet=sheet)
-    except rows.UploadRejected as exc:
-        raise _reject(str(exc)) from None
-    context.add_output_metadata(
-        {
-            "rows": parsed.rows,
-            "empty_rows": parsed.empty_rows,
-            "format": parsed.format,
-            "encoding": parsed.encoding or "",
-            "header_row": parsed.header_row,
-            "columns": dg.MetadataValue.json(parsed.columns),
-            "extra_columns": len(parsed.extra_columns),
+    context: dg.AssetExecutionContext, config: ParseConfig, db: DatabaseResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    with rejections():
+        facts = imports.parse(
+            db.engine(), storage.paths(), context.partition_key, sheet=config.sheet, max_bytes=storage.max_upload_bytes
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": facts.rows,
+            "empty_rows": facts.empty_rows,
+            "format": facts.format,
+            "encoding": facts.encoding or "",
+            "header_row": facts.header_row,
+            "columns": dg.MetadataValue.json(facts.columns),
+            "extra_columns": facts.extra_columns,
         }
     )
-    return parsed
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
-    kinds={"pandera"},
-    description="Rows checked by the pandera schema and normalised; invalid rows go to the error report.",
+@upload_asset(
+    deps=[parsed_rows],
+    kinds={"pandera", "parquet"},
+    description="Rows checked by the pandera schema, normalised and deduplicated in file (valid.parquet); "
+    "invalid rows go to the error report.",
 )
 def validated_rows(
-    context: dg.AssetExecutionContext,
-    config: ValidationConfig,
-    parsed_rows: ParsedTable,
-    db: DatabaseResource,
-    storage: StorageResource,
-) -> rows.ValidatedRows:
-    upload = _upload(db, context.partition_key)
-    strict = upload.strict if config.strict is None else config.strict
-    try:
-        validated = rows.validate_upload(
+    context: dg.AssetExecutionContext, config: ValidationConfig, db: DatabaseResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    with rejections():
+        facts = imports.validate(
             db.engine(),
             storage.paths(),
-            upload,
-            parsed_rows,
-            strict=strict,
+            context.partition_key,
+            strict=config.strict,
             default_region=storage.default_phone_region,
         )
-    except rows.UploadRejected as exc:
-        raise _reject(str(exc)) from None
-    context.add_output_metadata(
-        {
-            "rows_in_file": validated.rows_in_file,
-            "valid_rows": len(validated.valid),
-            "invalid_rows": validated.invalid_rows,
-            "strict": strict,
-            "errors": validated.error_count,
-            "warnings": validated.warning_count,
-            "error_report": dg.MetadataValue.path(validated.error_report_path or ""),
+    return dg.MaterializeResult(
+        metadata={
+            "rows_in_file": facts.rows_in_file,
+            "valid_rows": facts.valid_rows,
+            "invalid_rows": facts.invalid_rows,
+            "duplicates_in_file": facts.duplicates_in_file,
+            "strict": facts.strict,
+            "errors": facts.errors,
+            "warnings": facts.warnings,
+            "error_report": dg.MetadataValue.path(facts.error_report_path or ""),
         }
     )
-    return validated
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
+@upload_asset(
+    deps=[validated_rows],
     kinds={"sql"},
-    description="Participants deduplicated (in file and against the event) and upserted in one transaction.",
+    description="Participants upserted in one transaction; a field a newer upload wrote is never overwritten.",
 )
 def participants(
-    context: dg.AssetExecutionContext, validated_rows: rows.ValidatedRows, db: DatabaseResource
-) -> rows.LoadSummary:
-    upload = _upload(db, context.partition_key)
-    summary = rows.load_upload(db.engine(), upload, validated_rows)
-    context.add_output_metadata(
-        {
-            "new": summary.counts.new,
-            "updated": summary.counts.updated,
-            "unchanged": summary.counts.unchanged,
-            "duplicates_in_file": summary.duplicates_in_file,
+    context: dg.AssetExecutionContext, db: DatabaseResource, storage: StorageResource
+) -> dg.MaterializeResult:
+    counts = imports.load(db.engine(), storage.paths(), context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "new": counts.new,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "kept_newer_values": counts.stale,
         }
     )
-    return summary
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
+@upload_asset(
+    deps=[participants],
     kinds={"sql"},
     description="One live access token per participant; existing tokens are never rotated by a re-run.",
 )
 def access_tokens(
-    context: dg.AssetExecutionContext,
-    participants: rows.LoadSummary,
-    upload_file: UploadFacts,
-    db: DatabaseResource,
-    tokens: AccessTokensResource,
-) -> int:
-    tokens.codec()  # fail fast on a missing or weak key, before anything is issued
-    from event_pipeline.store.tokens import issue_missing_tokens
-
-    issued = issue_missing_tokens(db.engine(), upload_file.event_id)
-    context.add_output_metadata({"issued": issued})
-    return issued
+    context: dg.AssetExecutionContext, db: DatabaseResource, tokens: AccessTokensResource
+) -> dg.MaterializeResult:
+    issued = imports.issue_tokens(db.engine(), context.partition_key, tokens.codec)
+    return dg.MaterializeResult(metadata={"issued": issued})
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
-    kinds={"png"},
-    description="A check-in QR code PNG per live token.",
-)
+@upload_asset(deps=[access_tokens], kinds={"png"}, description="A check-in QR code PNG (0600) per live token.")
 def qr_codes(
-    context: dg.AssetExecutionContext,
-    access_tokens: int,
-    upload_file: UploadFacts,
-    db: DatabaseResource,
-    storage: StorageResource,
-    tokens: AccessTokensResource,
-) -> int:
-    rendered = tickets.render_missing_qr_codes(
-        db.engine(),
-        storage.paths(),
-        tokens.codec(),
-        event_id=upload_file.event_id,
-        event_slug=upload_file.event_slug,
-        base_url=tokens.checkin_base_url,
+    context: dg.AssetExecutionContext, db: DatabaseResource, storage: StorageResource, tokens: AccessTokensResource
+) -> dg.MaterializeResult:
+    made = imports.render_tickets(
+        db.engine(), storage.paths(), context.partition_key, tokens.codec(), base_url=tokens.checkin_base_url
     )
-    context.add_output_metadata(
-        {"rendered": rendered, "folder": str(tickets.qr_dir(storage.paths(), upload_file.event_slug))}
-    )
-    return rendered
+    return dg.MaterializeResult(metadata={"rendered": made.rendered, "folder": dg.MetadataValue.path(made.folder)})
 
 
-def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> messages.MailContext:
-    return messages.MailContext(
-        sender=mailer.sender(),
-        from_email=mailer.from_email,
-        from_name=mailer.from_name,
-        codec=tokens.codec(),
-        checkin_base_url=tokens.checkin_base_url,
-        workers=mailer.workers,
-    )
-
-
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
+@upload_asset(
+    deps=[qr_codes],
     kinds={"email"},
     pool="mail",
-    description="One welcome email per participant: queued once, sent now; retries go out with the mail schedule.",
+    description="One welcome email per participant: queued once, sent now; retries go out with the mail schedule. "
+    "A provider refusing the key pauses mail without failing the import.",
 )
 def welcome_emails(
-    context: dg.AssetExecutionContext,
-    qr_codes: int,
-    upload_file: UploadFacts,
-    db: DatabaseResource,
-    mailer: MailerResource,
-    tokens: AccessTokensResource,
-) -> dict[str, int]:
-    engine = db.engine()
-    queued = deliveries_store.enqueue_welcome(engine, upload_file.event_id, upload_file.upload_id)
+    context: dg.AssetExecutionContext, db: DatabaseResource, mailer: MailerResource, tokens: AccessTokensResource
+) -> dg.MaterializeResult:
+    def progress(stats: object) -> None:
+        context.log.info(f"welcome emails: {stats}")
 
-    def progress(stats: messages.DispatchStats) -> None:
-        context.log.info(f"welcome emails: {stats.sent} sent, {stats.retrying} to retry, {stats.failed} failed")
-
-    stats = messages.dispatch(
-        engine,
-        mail_context(mailer, tokens),
-        event_id=upload_file.event_id,
-        kinds=("welcome",),
-        progress=progress,
-    )
-    result = {"queued": queued, **stats.as_metadata()}
-    context.add_output_metadata(result)
-    return result
+    welcome = imports.send_welcome(db.engine(), mail_context(mailer, tokens), context.partition_key, progress=progress)
+    if welcome.run.new_pause:
+        context.log.error(f"{welcome.run.paused}; queued mail waits, nothing was marked sent or failed")
+    return dg.MaterializeResult(metadata={"queued": welcome.queued, **welcome.run.as_metadata()})
 
 
-@dg.asset(
-    partitions_def=uploads_partitions,
-    group_name=GROUP,
-    retry_policy=TRANSIENT_RETRY,
+@upload_asset(
+    deps=[welcome_emails],
     kinds={"email"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -299,41 +196,32 @@ def welcome_emails(
             description="rows_in_file == new + updated + unchanged + duplicates_in_file + rejected",
         )
     ],
-    description="Counts that add up, the error report, the organiser notified; the file leaves the inbox.",
+    description="Counts that add up, the error report, the organiser notified; the original goes to processed/.",
 )
 def import_report(
     context: dg.AssetExecutionContext,
-    welcome_emails: dict[str, int],
-    upload_file: UploadFacts,
     db: DatabaseResource,
     storage: StorageResource,
     mailer: MailerResource,
     tokens: AccessTokensResource,
 ) -> dg.MaterializeResult:
-    engine = db.engine()
-    upload = _upload(db, upload_file.upload_id)
-    ok, parts = rows.invariant_holds(upload)
-    uploads_store.update_upload(engine, upload.id, status="done", reason=None)
-    notice = messages.notify_organiser(
-        engine, mail_context(mailer, tokens), event_id=upload.event_id, upload_id=upload.id, kind="import_complete"
-    )
-    inbox.finish_upload_file(engine, storage.paths(), upload, ok=True)
-    with engine.connect() as conn:
-        mail = deliveries_store.status_counts(conn, upload_id=upload.id)
+    done = imports.finish(db.engine(), storage.paths(), mail_context(mailer, tokens), context.partition_key)
     metadata: dict[str, object] = {
-        **parts,
-        "empty_rows": upload.empty_rows or 0,
-        "emails": dg.MetadataValue.json(mail),
-        "organiser_notified": notice.sent > 0,
-        "error_report": dg.MetadataValue.path(upload.error_report_path or ""),
+        **done.counts,
+        "empty_rows": done.empty_rows,
+        "welcome_emails": dg.MetadataValue.json(done.emails),
+        "organiser_notified": done.organiser_notified,
+        "error_report": dg.MetadataValue.path(done.error_report or ""),
     }
+    if done.mail_note:
+        metadata["mail"] = done.mail_note
     return dg.MaterializeResult(
         metadata=metadata,  # type: ignore[arg-type]
         check_results=[
             dg.AssetCheckResult(
                 check_name="counts_add_up",
-                passed=ok,
-                metadata=parts,
+                passed=done.counts_add_up,
+                metadata=done.counts,
                 severity=dg.AssetCheckSeverity.ERROR,
             )
         ],

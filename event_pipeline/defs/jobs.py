@@ -4,12 +4,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from event_pipeline.defs.assets import mail_context, upload_assets
+from event_pipeline.defs.assets import upload_assets
 from event_pipeline.defs.partitions import uploads_partitions
-from event_pipeline.defs.resources import AccessTokensResource, DatabaseResource, MailerResource
-from event_pipeline.mail.policy import MAX_ATTEMPTS
+from event_pipeline.defs.resources import AccessTokensResource, DatabaseResource, MailerResource, mail_context
 from event_pipeline.steps import messages
-from event_pipeline.store import deliveries as deliveries_store
 
 # The steps form a chain, so a process per step would only add start-up time.
 import_job = dg.define_asset_job(
@@ -23,16 +21,18 @@ import_job = dg.define_asset_job(
 STALE_CLAIM = timedelta(minutes=15)
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=10), pool="mail")
+# Out(Nothing): the counts go into metadata, nothing is stored in Dagster's IO storage.
+@dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=10), pool="mail", out=dg.Out(dg.Nothing))
 def send_due_emails(
     context: dg.OpExecutionContext, db: DatabaseResource, mailer: MailerResource, tokens: AccessTokensResource
-) -> dict[str, int]:
-    engine = db.engine()
-    released = deliveries_store.release_stale_claims(engine, older_than=STALE_CLAIM, max_attempts=MAX_ATTEMPTS)
-    stats = messages.dispatch(engine, mail_context(mailer, tokens))
-    result = {"released_stale": released, **stats.as_metadata()}
+) -> dg.Output[None]:
+    released, run = messages.send_due_emails(db.engine(), mail_context(mailer, tokens), stale_after=STALE_CLAIM)
+    result = {"released_stale": released, **run.as_metadata()}
+    if run.paused:
+        # Loud on the mail job's own run: this is where an operator looks for mail trouble.
+        raise dg.Failure(description=run.paused, allow_retries=False, metadata=result)
     context.log.info(f"due emails: {result}")
-    return result
+    return dg.Output(None, metadata=result)
 
 
 @dg.job(description="Send email deliveries that are due: retries after transient errors, crash leftovers.")

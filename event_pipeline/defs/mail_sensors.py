@@ -20,8 +20,11 @@ BOUNCE_POLL_INTERVAL_S = int(os.environ.get("EVENT_PIPELINE_BOUNCE_POLL_INTERVAL
 def sendgrid_bounce_sensor(
     context: dg.SensorEvaluationContext, db: DatabaseResource, mailer: MailerResource
 ) -> dg.SensorResult:
-    if not mailer.sendgrid_api_key:
-        return dg.SensorResult(skip_reason="SENDGRID_API_KEY is not set: mail goes to the outbox, nothing bounces")
+    if mailer.backend != "sendgrid" or not mailer.sendgrid_api_key:
+        return dg.SensorResult(
+            skip_reason="mail does not go through SendGrid (EVENT_PIPELINE_MAIL_BACKEND or SENDGRID_API_KEY "
+            "not set): nothing bounces"
+        )
     client = sendgrid_client(mailer.sendgrid_api_key, host=mailer.sendgrid_host, timeout_s=mailer.timeout_s)
     # A failed fetch raises: Dagster keeps the old cursor, so the next tick repeats the window.
     result = bounces.poll_suppressions(db.engine(), client, bounces.BounceCursor.from_json(context.cursor))

@@ -2,48 +2,36 @@
 run config; connection URLs come from the environment at use time for the same reason."""
 
 import os
-import threading
 from pathlib import Path
 
 import dagster as dg
 from sqlalchemy.engine import Engine
 
 from event_pipeline import settings
-from event_pipeline.access.tokens import DEFAULT_CHECKIN_BASE_URL, TokenCodec
-from event_pipeline.mail.senders import OutboxSender, Sender, SendGridSender
-from event_pipeline.store.db import make_engine
-from event_pipeline.store.migrate import upgrade
-
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
-
-
-def migrated_engine(url: str) -> Engine:
-    """Engine with the schema at head; migrations run once per process and URL."""
-    engine = make_engine(url)
-    with _migrate_lock:
-        if url not in _migrated:
-            upgrade(engine)
-            _migrated.add(url)
-    return engine
+from event_pipeline.access.tokens import DEFAULT_CHECKIN_BASE_URL, TokenCodec, TokenKeyError
+from event_pipeline.mail.backends import DEFAULT_BACKEND, backend_from_env, make_sender
+from event_pipeline.mail.senders import Sender
+from event_pipeline.steps.messages import MailContext
+from event_pipeline.store.migrate import app_engine
 
 
 class DatabaseResource(dg.ConfigurableResource):
     """Participants database. Unset ``url`` means DATABASE_URL, else the embedded SQLite file
-    (a URL may hold a password, so it is not put into config by default)."""
+    (a URL may hold a password, so it is not put into config by default). The schema must be
+    current: migrations are applied by ``event-pipeline migrate``, never on first use."""
 
     url: str | None = None
 
     def engine(self) -> Engine:
-        return migrated_engine(self.url or settings.database_url())
+        return app_engine(self.url or settings.database_url())
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The var dir: inbox, upload store, outbox, reports."""
+    """The var dir: inbox, received originals, upload store, outbox, reports."""
 
     home: str | None = None
     max_upload_bytes: int = 50 * 1024 * 1024
-    default_phone_region: str = "KR"
+    default_phone_region: str = settings.DEFAULT_PHONE_REGION
 
     def paths(self) -> settings.Paths:
         return settings.paths(self.home)
@@ -54,12 +42,18 @@ class AccessTokensResource(dg.ConfigurableResource):
     checkin_base_url: str = DEFAULT_CHECKIN_BASE_URL
 
     def codec(self) -> TokenCodec:
-        return TokenCodec.from_secret(self.signing_key)
+        try:
+            return TokenCodec.from_secret(self.signing_key)
+        except TokenKeyError as exc:
+            # A configuration error: no retry can fix it, so say so at once.
+            raise dg.Failure(str(exc), allow_retries=False) from None
 
 
 class MailerResource(dg.ConfigurableResource):
-    """SendGrid when an API key is configured, else the outbox folder."""
+    """``backend`` is ``outbox`` (the embedded default) or ``sendgrid``; never guessed from
+    whether a key happens to be set in this process."""
 
+    backend: str = DEFAULT_BACKEND
     sendgrid_api_key: str | None = None
     sendgrid_host: str | None = None
     from_email: str = "no-reply@event-pipeline.invalid"
@@ -70,9 +64,32 @@ class MailerResource(dg.ConfigurableResource):
     workers: int = 16
 
     def sender(self) -> Sender:
-        if self.sendgrid_api_key:
-            return SendGridSender(self.sendgrid_api_key, host=self.sendgrid_host, timeout_s=self.timeout_s)
-        return OutboxSender(Path(self.outbox_dir) if self.outbox_dir else settings.paths().outbox)
+        return make_sender(
+            self.backend,
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else settings.paths().outbox,
+            sendgrid_api_key=self.sendgrid_api_key,
+            sendgrid_host=self.sendgrid_host,
+            timeout_s=self.timeout_s,
+        )
+
+
+def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> MailContext:
+    return MailContext(
+        sender=mailer.sender(),
+        from_email=mailer.from_email,
+        from_name=mailer.from_name,
+        codec=tokens.codec(),
+        checkin_base_url=tokens.checkin_base_url,
+        workers=mailer.workers,
+    )
+
+
+def mail_context_from_env() -> MailContext:
+    """The same context outside a run (the CLI): the resources' EnvVars resolved here."""
+    resources = default_resources()
+    mailer, tokens = resources["mailer"], resources["tokens"]
+    assert isinstance(mailer, MailerResource) and isinstance(tokens, AccessTokensResource)
+    return mail_context(mailer.process_config_and_initialize(), tokens.process_config_and_initialize())
 
 
 def _env_or_none(name: str) -> dg.EnvVar | None:
@@ -82,12 +99,13 @@ def _env_or_none(name: str) -> dg.EnvVar | None:
 def default_resources() -> dict[str, object]:
     return {
         "db": DatabaseResource(),
-        "storage": StorageResource(),
+        "storage": StorageResource(default_phone_region=settings.default_phone_region()),
         "tokens": AccessTokensResource(
             signing_key=dg.EnvVar("EVENT_PIPELINE_TOKEN_KEY"),
             checkin_base_url=os.environ.get("CHECKIN_BASE_URL", DEFAULT_CHECKIN_BASE_URL),
         ),
         "mailer": MailerResource(
+            backend=backend_from_env(),
             sendgrid_api_key=_env_or_none("SENDGRID_API_KEY"),
             sendgrid_host=_env_or_none("SENDGRID_HOST"),
             from_email=os.environ.get("EVENT_PIPELINE_FROM_EMAIL", "no-reply@event-pipeline.invalid"),

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from event_pipeline.intake.errors import IntakeError
 from event_pipeline.intake.headers import HEADER_SCAN_ROWS, find_header_row, map_headers, no_header_error
 from event_pipeline.intake.table import CANONICAL_FIELDS, ParsedTable, RawGrid
 
@@ -38,7 +39,7 @@ def assemble(
     head_rows = cells.iloc[:HEADER_SCAN_ROWS].to_numpy(dtype=object).tolist()
     index = find_header_row(head_rows)
     if index is None:
-        raise no_header_error(head_rows)
+        raise no_header_error(head_rows, grid.source_rows[:HEADER_SCAN_ROWS].tolist())
     header_row = int(grid.source_rows[index])
     header = [str(v) for v in head_rows[index]]
     body = cells.iloc[index + 1 :]
@@ -51,6 +52,10 @@ def assemble(
     empty_rows = int(len(body) - keep.sum())
 
     mapping = map_headers(header, header_row, has_data)
+    if not keep.any():
+        # A header alone is almost always the wrong file or an export cut short; 0 rows "imported"
+        # would look like success.
+        raise IntakeError.of("no_data_rows", {"header_row": header_row, "empty_rows": empty_rows})
     body = body.loc[keep].reset_index(drop=True)
     columns: dict[str, pd.Series] = {"source_row": pd.Series(body_rows[keep].astype(np.int64))}
     for field in CANONICAL_FIELDS:
@@ -70,8 +75,6 @@ def assemble(
             f"{numeric_phones} phone cell(s) are stored as numbers in the workbook, so Excel may have dropped "
             "their leading 0; they were read as text and are interpreted with the default region."
         )
-    if len(out) == 0:
-        notes.append("The file has a header row but no data rows.")
     return ParsedTable(
         frame=out,
         format=format,

@@ -87,14 +87,11 @@ def read_delimited(text: str, delimiter: str) -> RawGrid:
             if seen and int(seen.group(2)) > width:
                 width = int(seen.group(2))
                 continue
-            raise IntakeError(
-                f"The CSV file is malformed and cannot be read: {_explain(message)}",
-                {"code": "malformed_csv", "error": message},
-            ) from exc
+            raise _malformed(message) from exc
         except pd.errors.EmptyDataError as exc:
-            raise IntakeError("The file is empty.", {"code": "empty"}) from exc
+            raise IntakeError.of("empty") from exc
     else:  # pragma: no cover - would need > 8 ever-wider multi-line records
-        raise IntakeError("The CSV file is malformed: its rows have inconsistent widths.", {"code": "malformed_csv"})
+        raise IntakeError.of("malformed_csv.widths")
     cells.columns = pd.RangeIndex(cells.shape[1])
     if b'"' not in payload:
         # Without quotes no value can hold a line break: record i is line i + 1.
@@ -102,9 +99,10 @@ def read_delimited(text: str, delimiter: str) -> RawGrid:
     return RawGrid(cells=cells, source_rows=_source_rows(cells))
 
 
-def _explain(message: str) -> str:
-    if "EOF inside string" in message:
-        match = re.search(r"starting at row (\d+)", message)
-        where = f" (the quote opens in record {int(match.group(1)) + 1})" if match else ""
-        return f'a quoted value is never closed{where}; check for a stray double quote (").'
-    return message.split("C error: ")[-1]
+def _malformed(message: str) -> IntakeError:
+    """pandas' C parser messages name lines and field counts, never cell text."""
+    match = re.search(r"EOF inside string starting at row (\d+)", message)
+    if match:
+        record = int(match.group(1)) + 1
+        return IntakeError.of("malformed_csv.unclosed_quote", {"error": message, "record": record}, record=record)
+    return IntakeError.of("malformed_csv", {"error": message}, error=message.split("C error: ")[-1])

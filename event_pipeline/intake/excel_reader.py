@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +14,8 @@ import python_calamine as calamine
 from pandas.api.types import infer_dtype
 
 from event_pipeline.intake.cells import cell_text, is_number
-from event_pipeline.intake.errors import IntakeError
+from event_pipeline.intake.errors import IntakeError, library_error
+from event_pipeline.intake.messages import Phrase
 from event_pipeline.intake.table import RawGrid
 from event_pipeline.intake.zipguard import check_xlsx_container
 
@@ -54,11 +57,39 @@ def _has_content(rows: Sequence[Sequence[object]]) -> bool:
     return any(str(cell).strip() for row in rows for cell in row if cell is not None)
 
 
-def _encrypted() -> IntakeError:
-    return IntakeError(
-        "This Excel file is password-protected. Remove the password and upload it again.",
-        {"code": "encrypted"},
-    )
+_SECTOR = re.compile(r"\bSector (\d+)\b")
+
+
+def _sheet_not_found(sheet: str, names: list[str]) -> IntakeError:
+    return IntakeError.of("sheet_not_found", {"sheets": names}, sheet=sheet, sheets=", ".join(f"'{n}'" for n in names))
+
+
+def _xls_error(data: bytes, exc: Exception) -> IntakeError:
+    """Why calamine cannot read an XLS: password (a FILEPASS record) or damage, with the byte offset if known.
+
+    Reading from a file-like object, calamine tries every format and only says "Cannot detect file
+    format"; opened as a path named .xls it reports the XLS reader's own error. So reopen once from
+    a private temporary copy to learn the real cause.
+    """
+    cause: Exception = exc
+    if not isinstance(exc, calamine.PasswordError):
+        with tempfile.NamedTemporaryFile(suffix=".xls") as copy:
+            copy.write(data)
+            copy.flush()
+            try:
+                calamine.CalamineWorkbook.from_path(copy.name).close()
+            except Exception as specific:
+                cause = specific
+    if isinstance(cause, calamine.PasswordError):
+        return IntakeError.of("password_protected")
+    detail: dict[str, object] = {"error": library_error(cause)}
+    where = Phrase("")
+    sector = _SECTOR.search(str(cause))
+    if sector and len(data) > 0x1E and data[0x1E] in (9, 12):
+        # calamine names the compound-file sector; sector n starts after the header, at (n + 1) * size.
+        detail["offset"] = (int(sector.group(1)) + 1) << data[0x1E]
+        where = Phrase("at_offset", {"offset": detail["offset"]})
+    return IntakeError.of("corrupt.xls", detail, where=where, error=detail["error"])
 
 
 def _pick_sheet(
@@ -68,13 +99,10 @@ def _pick_sheet(
     names: list[str] = list(workbook.sheet_names)
     if sheet is not None:
         if sheet not in names:
-            raise IntakeError(
-                f"The workbook has no sheet named '{sheet}'. Its sheets are: " + ", ".join(f"'{n}'" for n in names),
-                {"code": "sheet_not_found", "sheets": names},
-            )
+            raise _sheet_not_found(sheet, names)
         rows = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
         if not _has_content(rows):
-            raise IntakeError(f"The sheet '{sheet}' is empty.", {"code": "empty", "sheet": sheet})
+            raise IntakeError.of("empty.sheet", {"sheet": sheet}, sheet=sheet)
         return sheet, rows, []
     metadata = {m.name: m for m in workbook.sheets_metadata}
     visible = [
@@ -107,10 +135,7 @@ def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[Any]]
     workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in workbook.sheetnames:
-            raise IntakeError(
-                f"The workbook has no sheet named '{sheet}'.",
-                {"code": "sheet_not_found", "sheets": workbook.sheetnames},
-            )
+            raise _sheet_not_found(sheet, list(workbook.sheetnames))
         names = [sheet] if sheet is not None else list(workbook.sheetnames)
         for name in names:
             worksheet = workbook[name]
@@ -118,7 +143,7 @@ def _openpyxl_rows(data: bytes, sheet: str | None) -> tuple[str, list[list[Any]]
             if _has_content(rows):
                 return name, rows
             if sheet is not None:
-                raise IntakeError(f"The sheet '{sheet}' is empty.", {"code": "empty", "sheet": sheet})
+                raise IntakeError.of("empty.sheet", {"sheet": sheet}, sheet=sheet)
         return names[0] if names else "", []
     finally:
         workbook.close()
@@ -137,26 +162,18 @@ def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -
             workbook.close()
     except IntakeError:
         raise
-    except calamine.PasswordError as exc:
-        raise _encrypted() from exc
     except Exception as exc:  # calamine raises its own types plus ValueError/OSError on odd files
         if fmt != "xlsx":
-            raise IntakeError(
-                f"This Excel (XLS) file could not be read ({exc.__class__.__name__}: {exc}). "
-                "Open it in Excel and save it as XLSX.",
-                {"code": "corrupt", "error": str(exc)},
-            ) from exc
+            raise _xls_error(data, exc) from exc
+        # openpyxl reads some XLSX calamine refuses (and the reverse); its error is the final word.
         try:
             _sheet_name, raw = _openpyxl_rows(data, sheet)
         except IntakeError:
             raise
         except Exception as fallback_exc:
-            raise IntakeError(
-                f"This Excel (XLSX) file could not be read ({fallback_exc.__class__.__name__}: {fallback_exc}). "
-                "Open it in Excel and save it again.",
-                {"code": "corrupt", "error": str(fallback_exc)},
-            ) from fallback_exc
+            error = library_error(fallback_exc)
+            raise IntakeError.of("corrupt.xlsx", {"error": error}, where=Phrase(""), error=error) from fallback_exc
         rows = raw if _has_content(raw) else None
     if rows is None:
-        raise IntakeError("The workbook contains no data (every sheet is empty).", {"code": "empty"})
+        raise IntakeError.of("empty.workbook")
     return _grid(rows), warnings

@@ -2,7 +2,9 @@
 
 Organisers' files carry titles, blank lines and notes above the header, and headers in Korean
 or English with any spacing and case. A header row is the first row (within HEADER_SCAN_ROWS)
-where at least two cells are known aliases and one of them is name or email.
+where at least two cells are known aliases and one of them is name or email; failing that, the
+first row with a name or email alias and any other filled cell (``ID,이름,가격``), so that the
+organiser hears which column is missing rather than that there is no header.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from event_pipeline.intake.errors import IntakeError
+from event_pipeline.intake.messages import Phrase
 from event_pipeline.intake.table import REQUIRED_COLUMNS
 
 HEADER_SCAN_ROWS = 20
@@ -73,12 +76,24 @@ def canonical_for(header: str) -> str | None:
 
 def find_header_row(rows: Sequence[Sequence[str]]) -> int | None:
     """Index of the header among ``rows`` (the first HEADER_SCAN_ROWS rows of a sheet), or None."""
+    fallback = None
     for index, row in enumerate(rows[:HEADER_SCAN_ROWS]):
-        found = [canonical_for(cell) for cell in row]
-        known = [c for c in found if c is not None]
-        if len(known) >= 2 and ("name" in known or "email" in known):
+        known = [c for c in (canonical_for(cell) for cell in row) if c is not None]
+        if not any(field in REQUIRED_COLUMNS for field in known):
+            continue
+        if len(known) >= 2:
             return index
-    return None
+        if fallback is None and sum(1 for cell in row if cell.strip()) >= 2:
+            fallback = index
+    return fallback
+
+
+def display_aliases(field: str) -> str:
+    """The accepted headers of ``field`` as people write them, Korean first: "이메일 / ... / E-mail"."""
+    aliases = ALIASES[field]
+    korean = [a for a in aliases if not a.isascii()]
+    english = [a.capitalize() for a in aliases if a.isascii()]
+    return " / ".join(korean + english)
 
 
 def column_label(position: int) -> str:
@@ -139,45 +154,55 @@ def map_headers(header: Sequence[str], header_row: int, has_data: Sequence[bool]
                     f"column {column_label(position)} is kept as '{key}'."
                 )
         extras.append((key, position))
+    # Header cells may be quoted below: this row was identified as the header, so it holds column
+    # names, not a participant's data.
     if duplicates:
-        described = "; ".join(
-            f"{field}: columns " + ", ".join(f"{column_label(p)} '{header[p]}'" for p in positions)
+        described = [
+            Phrase(
+                "duplicate_field",
+                {
+                    "field": Phrase(f"field.{field}"),
+                    "columns": ", ".join(f"{column_label(p)} '{header[p]}'" for p in positions),
+                },
+            )
             for field, positions in duplicates.items()
-        )
-        raise IntakeError(
-            f"The header row (row {header_row}) has more than one column for the same field ({described}). "
-            "Keep one column per field and upload again.",
-            {"code": "duplicate_columns", "header_row": header_row, "fields": sorted(duplicates)},
+        ]
+        raise IntakeError.of(
+            "duplicate_columns",
+            {"header_row": header_row, "fields": sorted(duplicates)},
+            header_row=header_row,
+            described=described,
         )
     missing = [field for field in REQUIRED_COLUMNS if field not in canonical]
     if missing:
         found = [cell for cell in header if cell.strip()]
-        raise IntakeError(
-            f"Required column(s) missing: {', '.join(missing)}. The header row (row {header_row}) has: "
-            + ", ".join(f"'{h}'" for h in found)
-            + ". Expected headers such as "
-            + "; ".join(f"{field}: {', '.join(ALIASES[field][:4])}" for field in missing)
-            + ".",
-            {"code": "missing_columns", "missing": missing, "headers": found, "header_row": header_row},
+        headers: object = ", ".join(f"'{h}'" for h in found)
+        if len(canonical) < 2:
+            # Taken as the header on one known name alone: it may be a form row ("성명 | 홍길동"),
+            # so only the recognised cell is quoted and the others are counted.
+            others = len(found) - len(canonical)
+            found = [header[p] for p in canonical.values()]
+            headers = Phrase("weak_headers", {"known": ", ".join(f"'{h}'" for h in found), "others": others})
+        raise IntakeError.of(
+            "missing_columns",
+            {"missing": missing, "headers": found, "header_row": header_row},
+            fields=[Phrase(f"field.{field}") for field in missing],
+            header_row=header_row,
+            headers=headers,
+            aliases=" / ".join(display_aliases(field) for field in missing),
         )
     return HeaderMap(canonical=canonical, sources=sources, extras=extras, warnings=warnings)
 
 
-_LOOKS_PERSONAL = re.compile(r"@|[0-9][0-9 ()+.\-]{6,}")
-
-
-def _redact(cell: str) -> str:
-    """Header-less files start with data; keep emails and phone numbers out of the reason text."""
-    return "…" if _LOOKS_PERSONAL.search(cell) else cell[:40]
-
-
-def no_header_error(rows: Sequence[Sequence[str]]) -> IntakeError:
-    first = next((r for r in rows[:HEADER_SCAN_ROWS] if any(c.strip() for c in r)), None)
-    found = [_redact(c) for c in first if c.strip()] if first is not None else []
-    shown = ", ".join(f"'{c}'" for c in found[:12]) or "(nothing)"
-    return IntakeError(
-        f"No header row found in the first {HEADER_SCAN_ROWS} rows. A header row needs at least two known "
-        "column names, one of them a name or email column (e.g. 이름/Name and 이메일/Email). "
-        f"The first non-empty row has: {shown}.",
-        {"code": "no_header", "headers": found},
+def no_header_error(rows: Sequence[Sequence[str]], source_rows: Sequence[int]) -> IntakeError:
+    """No row qualifies as the header: then the first rows are data or notes, so no cell is quoted."""
+    first = next((i for i, row in enumerate(rows[:HEADER_SCAN_ROWS]) if any(c.strip() for c in row)), None)
+    if first is None:
+        return IntakeError.of("empty")
+    first_row = int(source_rows[first])
+    return IntakeError.of(
+        "no_header",
+        {"scanned_rows": HEADER_SCAN_ROWS, "first_row": first_row},
+        rows=HEADER_SCAN_ROWS,
+        first_row=first_row,
     )

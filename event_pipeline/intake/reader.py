@@ -26,12 +26,10 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:
-        raise IntakeError(f"File not found: {path.name}", {"code": "not_found"}) from exc
+        raise IntakeError.of("not_found", name=path.name) from exc
     if size > max_bytes:
-        raise IntakeError(
-            f"The file is too large ({_human(size)}); the limit is {_human(max_bytes)}. "
-            "Split the list into smaller files.",
-            {"code": "too_large", "size": size, "limit": max_bytes},
+        raise IntakeError.of(
+            "too_large", {"size": size, "limit": max_bytes}, size=_human(size), limit=_human(max_bytes)
         )
     with path.open("rb") as fh:
         # The file may grow between stat and read (still being copied): never read past the limit.
@@ -40,10 +38,7 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
         if len(data) > size and len(data) <= max_bytes:
             data += fh.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
-        raise IntakeError(
-            f"The file is too large (over {_human(max_bytes)}).",
-            {"code": "too_large", "size": len(data), "limit": max_bytes},
-        )
+        raise IntakeError.of("too_large.grew", {"size": len(data), "limit": max_bytes}, limit=_human(max_bytes))
     return data
 
 
@@ -52,7 +47,8 @@ def read_table(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, sheet: str | N
 
     The format is sniffed from content. Cell values are returned as written (no stripping);
     empty rows are dropped and counted. Raises IntakeError for anything that makes the whole
-    file unusable (size, format, encoding, no header, missing or duplicated required columns).
+    file unusable (size, format, encoding, password, no header, missing or duplicated required
+    columns, no data rows).
     """
     path = Path(path)
     data = read_bounded(path, max_bytes)
@@ -62,13 +58,7 @@ def read_table(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, sheet: str | N
         del data
         delimiter = sniff_delimiter(decoded.text)
         grid = read_delimited(decoded.text, delimiter)
-        return assemble(
-            grid,
-            format="csv",
-            encoding=decoded.encoding,
-            delimiter=delimiter,
-            warnings=list(decoded.warnings),
-        )
+        return assemble(grid, format="csv", encoding=decoded.encoding, delimiter=delimiter, warnings=[])
     from event_pipeline.intake.excel_reader import read_workbook
 
     grid, sheet_warnings = read_workbook(data, fmt, sheet=sheet, max_bytes=max_bytes)

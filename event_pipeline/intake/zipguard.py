@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import zipfile
 
-from event_pipeline.intake.errors import IntakeError
+from event_pipeline.intake.errors import IntakeError, library_error
+from event_pipeline.intake.messages import Phrase
 
 # Sheet XML of real exports compresses 5-20x; zeros or repeated padding compress ~1000x.
 MAX_RATIO = 100
@@ -23,11 +24,7 @@ _CHUNK = 1024 * 1024
 
 
 def _bomb(reason: str, **facts: object) -> IntakeError:
-    return IntakeError(
-        "This Excel file was refused because it expands to far more data than it contains "
-        f"({reason}). If it is a genuine participant list, save it again or export it as CSV.",
-        {"code": "zip_bomb", **facts},
-    )
+    return IntakeError.of("zip_bomb", facts, reason=Phrase(reason, facts))
 
 
 def check_xlsx_container(data: bytes, max_bytes: int) -> None:
@@ -38,32 +35,29 @@ def check_xlsx_container(data: bytes, max_bytes: int) -> None:
             infos = zf.infolist()
             declared = sum(info.file_size for info in infos)
             if declared > budget:
-                raise _bomb(
-                    f"{declared:,} bytes uncompressed, over the {budget:,} byte budget",
-                    declared=declared,
-                    budget=budget,
-                )
+                raise _bomb("zip_bomb.total", declared=declared, budget=budget)
             for info in infos:
                 ratio = info.file_size / max(info.compress_size, 1)
                 if info.file_size > RATIO_CHECK_MIN_BYTES and ratio > MAX_RATIO:
-                    raise _bomb(
-                        f"member {info.filename!r} is compressed {ratio:,.0f}:1",
-                        member=info.filename,
-                        ratio=round(ratio),
-                    )
+                    raise _bomb("zip_bomb.ratio", member=info.filename, ratio=round(ratio))
             for info in infos:
-                with zf.open(info) as member:
-                    while member.read(_CHUNK):
-                        pass
+                try:
+                    with zf.open(info) as member:
+                        while member.read(_CHUNK):
+                            pass
+                except zipfile.BadZipFile as exc:
+                    # The member's local header offset is where the damage is (or starts).
+                    error = library_error(exc)
+                    raise IntakeError.of(
+                        "corrupt.zip_member",
+                        {"error": error, "member": info.filename, "offset": info.header_offset},
+                        member=info.filename,
+                        offset=info.header_offset,
+                        error=error,
+                    ) from exc
     except zipfile.BadZipFile as exc:
-        raise IntakeError(
-            "This Excel (XLSX) file is damaged: its ZIP structure is inconsistent "
-            f"({exc}). Please save it again and re-upload.",
-            {"code": "corrupt", "error": str(exc)},
-        ) from exc
+        raise IntakeError.of("corrupt.zip", {"format": "zip", "error": library_error(exc)}) from exc
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
         # RuntimeError: encrypted members; NotImplementedError: exotic compression methods.
-        raise IntakeError(
-            f"This Excel (XLSX) file cannot be opened ({exc}). Please save it again as a normal .xlsx.",
-            {"code": "corrupt", "error": str(exc)},
-        ) from exc
+        error = library_error(exc)
+        raise IntakeError.of("corrupt.zip_unsupported", {"error": error}, error=error) from exc

@@ -15,6 +15,7 @@ a near X-RateLimit-Reset produces; the dispatch sleeps (never spins) until then,
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,6 +33,7 @@ from event_pipeline.mail.senders import (
     RateLimitedError,
     Sender,
     SenderUnavailableError,
+    SendResult,
     TransientSendError,
     redact,
 )
@@ -52,7 +54,12 @@ def wall_clock() -> datetime:
 
 
 class DispatchAborted(RuntimeError):
-    """The provider refused our credentials or sender; claims were put back, nothing was failed."""
+    """The provider refused our credentials or sender (or none are configured); claims were put
+    back or never taken, nothing was failed. ``reason`` is the organiser-readable why."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -174,6 +181,11 @@ def dispatch_due(
     every unsent claim back if the provider rejects our credentials or sender identity.
     """
     kinds = tuple(kinds) if kinds is not None else None
+    unavailable = getattr(sender, "unavailable", None)
+    if unavailable:
+        # Fail closed before anything is claimed: a sender that cannot send must never let a
+        # delivery look sent (or even look attempted).
+        raise DispatchAborted(f"{sender.name} cannot send: {unavailable}", reason=unavailable)
     workers = max(1, workers)
     # Claimed-but-unstarted rows wait in the pool's queue. The queue is refilled in chunks of at
     # least half the read-ahead (claiming and building messages costs per batch, and this thread
@@ -226,6 +238,7 @@ def dispatch_due(
                     for f in in_flight:
                         f.cancel()  # unstarted ones come back cancelled and are put back
 
+    gate = _RefusalGate(sender)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mail") as pool:
         try:
             while True:
@@ -235,12 +248,14 @@ def dispatch_due(
                     stats.claimed += len(claimed)
                     drained = len(claimed) < room
                     if claimed:
-                        _submit(pool, sender, build, claimed, clock(), in_flight, finished, engine)
+                        _submit(pool, gate, build, claimed, clock(), in_flight, finished, engine)
                 if not in_flight:
                     flush()
                     if abort is not None:
+                        abort = gate.first or abort  # the provider's own answer, not the gate's
                         raise DispatchAborted(
-                            f"{sender.name} refused to send ({abort}); unsent deliveries were put back for later"
+                            f"{sender.name} refused to send ({abort}); unsent deliveries were put back for later",
+                            reason=f"the provider refused the key or sender ({abort})",
                         )
                     if not drained:
                         continue
@@ -267,6 +282,28 @@ def dispatch_due(
     if progress is not None:
         progress(stats)
     return stats
+
+
+class _RefusalGate:
+    """The sender, shut for every worker the moment one of them is refused (401/403): workers
+    pick queued sends up faster than the dispatching thread can cancel them, and each of
+    those would be one more refused request."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender, self.name, self.idempotent = sender, sender.name, sender.idempotent
+        self.refused = threading.Event()
+        self.first: SenderUnavailableError | None = None
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        if self.refused.is_set():
+            raise SenderUnavailableError("not sent: the provider refused an earlier request of this dispatch")
+        try:
+            return self.sender.send(message)
+        except SenderUnavailableError as exc:
+            if not self.refused.is_set():
+                self.first = exc
+                self.refused.set()
+            raise
 
 
 def _submit(

@@ -45,6 +45,7 @@ from sendgrid.helpers.mail import (
     To,
 )
 
+from event_pipeline.files import private_dir
 from event_pipeline.mail.message import OutgoingMessage
 
 DEFAULT_TIMEOUT_S = 15.0
@@ -147,7 +148,7 @@ class OutboxSender:
         return self.directory / f"{stem}.eml"
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         target = self.path_for(message)
         data = build_mime(message).as_bytes()
         # Write-then-rename: a reader (or a crash) never sees half a message.

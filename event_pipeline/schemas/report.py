@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from event_pipeline.files import private_dir
 from event_pipeline.schemas.results import RowError
 
 # Leading characters that make Excel/LibreOffice treat a cell as a formula (OWASP), plus their
@@ -65,7 +66,7 @@ def write_error_report(path: Path, errors: Sequence[RowError], original: pd.Data
     """
     path = Path(path)
     names, values = _original_columns(original, {e.row for e in errors})
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:

@@ -1,141 +1,257 @@
-"""The watched folder: which files are ready, receiving them into the upload store, and
-moving the originals to processed/ or rejected/ when their import ends."""
+"""The watched folder, as use cases: watch it, receive what has settled, hand each original
+back to the organiser when its import ends.
+
+Receiving is exactly once per file: a settled file is hashed and then renamed out of the inbox
+into ``received/<event>/<upload id>`` in the same pass, so the inbox name is free again at
+once (a corrected file saved under the same name is a new upload) and nothing that reads the
+inbox later can see the same file twice. The rename is the claim: whoever renames first
+registers the upload; a sensor tick and the reconcile schedule racing each other cannot both.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import json
+import logging
 import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote_to_bytes
 
 from sqlalchemy.engine import Engine
 
+from event_pipeline import files
+from event_pipeline.inbox import moves, scan, settle, writers
+from event_pipeline.inbox.manifest import ManifestError, read_manifest
+from event_pipeline.inbox.names import suffix_of
 from event_pipeline.settings import Paths
 from event_pipeline.store import events as events_store
+from event_pipeline.store import sightings as sightings_store
 from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.uploads import Upload
 
-# Editors and browsers write these while a file is still being saved or downloaded.
-IGNORED_PATTERNS = (".*", "~$*", "*.part", "*.tmp", "*.crdownload", "*.download", "*.json", "*.reason.txt")
-STABLE_SECONDS = 3.0
-MANIFEST_SUFFIX = ".json"
+log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class InboxFile:
-    event_slug: str
-    path: Path
-    size: int
-    mtime: float
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.size}:{self.mtime_ns}"
-
-    @property
-    def mtime_ns(self) -> int:
-        return int(self.mtime * 1e9)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    strict: bool = False
-    sheet: str | None = None
+# One pass hashes at most this many files, so a flood of drops cannot hold a sensor tick past
+# Dagster's evaluation timeout; the rest wait for the next tick.
+MAX_FILES_PER_PASS = 50
+TOP_LEVEL_REJECTS = "_inbox"
 
 
 class UnknownEventError(LookupError):
     pass
 
 
-def is_ignored(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_PATTERNS)
+@dataclass(frozen=True)
+class Registered:
+    """A new upload, registered and holding its original: it needs an import run."""
+
+    upload_id: str
+    event_slug: str
+    file_name: str
 
 
-def scan_inbox(inbox: Path, *, now: float | None = None, stable_seconds: float = STABLE_SECONDS) -> list[InboxFile]:
-    """Files directly under ``inbox/<event-slug>/`` that look complete (not hidden/temp, not just written)."""
-    now = time.time() if now is None else now
-    found: list[InboxFile] = []
-    if not inbox.is_dir():
-        return found
-    for event_dir in sorted(p for p in inbox.iterdir() if p.is_dir() and not is_ignored(p.name)):
-        for entry in sorted(event_dir.iterdir()):
-            if not entry.is_file() or is_ignored(entry.name):
-                continue
-            st = entry.stat()
-            if now - st.st_mtime < stable_seconds:
-                continue
-            found.append(InboxFile(event_dir.name, entry, st.st_size, st.st_mtime))
-    return found
+@dataclass
+class InboxPass:
+    registered: list[Registered] = field(default_factory=list)
+    # One line per file that was set aside (rejected, identical content): for the tick's log.
+    set_aside: list[str] = field(default_factory=list)
+    waiting: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def unknown_event(slug: str) -> UnknownEventError:
+    return UnknownEventError(
+        f"no event with slug {slug!r}. Create it first: "
+        f"event-pipeline event add {slug} --name '...' --organiser-email you@example.com"
+    )
 
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
+        while block := fh.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
 
 
-def read_manifest(path: Path) -> Manifest:
-    """Optional sidecar ``<file>.json``: {"strict": true, "sheet": "Sheet2"}."""
-    side = path.with_name(path.name + MANIFEST_SUFFIX)
-    if not side.is_file():
-        return Manifest()
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{side.name}: manifest is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{side.name}: manifest must be a JSON object")
-    sheet = data.get("sheet")
-    return Manifest(strict=bool(data.get("strict", False)), sheet=str(sheet) if sheet else None)
-
-
-def copy_atomic(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def receive_file(
+def watch_inbox(
     engine: Engine,
     paths: Paths,
     *,
-    event_slug: str,
-    source: Path,
-    inbox_path: Path | None = None,
-    strict: bool | None = None,
-) -> tuple[Upload, bool]:
-    """Hash ``source``, keep a copy in the upload store and register it. Returns (upload, created).
+    now: float | None = None,
+    quiet_s: float | None = None,
+    max_files: int = MAX_FILES_PER_PASS,
+) -> InboxPass:
+    """One look at the inbox: set aside what can never be imported, remember what is still
+    changing, receive what has settled. No single file can make the pass fail."""
+    now = time.time() if now is None else now
+    quiet_s = settle.settle_seconds() if quiet_s is None else quiet_s
+    result = InboxPass()
+    listing = scan.list_inbox(paths.inbox)
+    result.problems.extend(listing.problems)
+    for misfit in listing.misfits:
+        folder = paths.rejected / (misfit.folder or TOP_LEVEL_REJECTS)
+        _set_aside(result, misfit.path, folder, reason=f"{as_text(misfit.path.name)}: {misfit.reason}")
 
-    Identical content for the same event maps to the same upload, whatever the file name.
-    """
+    with engine.connect() as conn:
+        previous = {
+            _from_key(key): settle.Sighting(fp, first_seen, n)
+            for key, (fp, first_seen, n) in sightings_store.load_sightings(conn).items()
+        }
+    seen = settle.advance(previous, listing.candidates, now)
+    ready = [c for c in listing.candidates if settle.is_settled(seen[str(c.path)], now, quiet_s)]
+    busy = writers.open_for_writing([c.path for c in ready]) if ready else set()
+    received: set[str] = set()
+    for candidate in ready:
+        if candidate.path in busy or len(received) >= max_files:
+            continue
+        try:
+            if _receive(engine, paths, candidate, result):
+                received.add(str(candidate.path))
+        except Exception as exc:
+            # Isolate the file: log the type and file name only (an exception text may quote content).
+            result.problems.append(f"{scan.show(candidate.path)}: not received ({type(exc).__name__}: {_short(exc)})")
+            log.warning("inbox file %s not received: %s", candidate.path, type(exc).__name__)
+    result.waiting = len(listing.candidates) - len(received)
+    sightings_store.save_sightings(
+        engine, {_key(p): (s.fingerprint, s.first_seen, s.sightings) for p, s in seen.items() if p not in received}
+    )
+    return result
+
+
+def _key(path: str) -> str:
+    """A database key for any path: names may hold bytes that are not UTF-8 (kept reversibly)."""
+    return quote(os.fsencode(path), safe="/")
+
+
+def _from_key(key: str) -> str:
+    return os.fsdecode(unquote_to_bytes(key))
+
+
+def as_text(name: str) -> str:
+    """A file name as text a database and a person can hold (undecodable bytes shown as U+FFFD)."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if isinstance(exc, OSError | LookupError | ValueError) else ""
+
+
+def _set_aside(result: InboxPass, path: Path, folder: Path, *, reason: str, name_hint: str | None = None) -> None:
+    try:
+        target = moves.move_aside(path, folder, name_hint=name_hint or as_text(path.name), reason=reason)
+    except OSError as exc:
+        result.problems.append(f"{scan.show(path)}: left in place, could not be moved ({exc.strerror}); {reason}")
+        return
+    result.set_aside.append(f"{scan.show(path.name)} -> {scan.show(target)}: {reason}")
+
+
+def _receive(engine: Engine, paths: Paths, c: scan.Candidate, result: InboxPass) -> bool:
+    """Receive one settled file; True when it left the inbox (received or set aside)."""
+    with engine.connect() as conn:
+        event = events_store.get_event(conn, c.folder)
+    if event is None:
+        _set_aside(result, c.path, paths.rejected / c.folder, reason=str(unknown_event(c.folder)))
+        return True
+    try:
+        manifest = read_manifest(c.path)
+    except ManifestError as exc:
+        _set_aside(result, c.path, paths.rejected / c.folder, reason=str(exc))
+        return True
+    try:
+        sha = scan.hash_candidate(c)
+    except scan.ChangedUnderfoot:
+        return False  # written to since it was listed: not settled after all
+    with engine.connect() as conn:
+        existing = uploads_store.find_by_sha(conn, event.id, sha)
+    if existing is not None:
+        _set_aside_identical(result, paths, c.path, c.folder, existing)
+        return True
+    if not scan.still_same(c):
+        return False
+    upload_id = uploads_store.upload_id_for(event.slug, sha)
+    suffix = suffix_of(c.name)
+    held = moves.hold(c.path, paths.received / event.slug, stem=upload_id, suffix=suffix)
+    upload, created = uploads_store.register_upload(
+        engine,
+        upload_id=upload_id,
+        event_id=event.id,
+        sha256=sha,
+        original_name=as_text(c.name),
+        stored_path=str(paths.upload_dir(upload_id) / f"original{suffix}"),
+        size_bytes=c.size,
+        inbox_path=as_text(str(c.path)),
+        original_path=str(held),
+        strict=manifest.strict,
+    )
+    if not created:  # the same content arrived by another door (`import`, a copy) just now
+        _set_aside_identical(result, paths, held, event.slug, upload, name_hint=as_text(c.name))
+        return True
+    result.registered.append(Registered(upload_id=upload.id, event_slug=event.slug, file_name=upload.original_name))
+    return True
+
+
+def _set_aside_identical(
+    result: InboxPass, paths: Paths, path: Path, folder: str, existing: Upload, *, name_hint: str | None = None
+) -> None:
+    ok = existing.status != "rejected"
+    note = f"identical to upload {existing.id} ({existing.original_name}, {existing.status}); not imported again"
+    _set_aside(result, path, (paths.processed if ok else paths.rejected) / folder, reason=note, name_hint=name_hint)
+
+
+def adopt_held_files(engine: Engine, paths: Paths) -> list[Registered]:
+    """Register originals left in ``received/`` by a pass that died between its rename and its
+    database write: their name is the upload id, so the content tells the rest."""
+    if not paths.received.is_dir():
+        return []
+    orphans: list[tuple[int, str, Path]] = []
+    # Look first, register after: on SQLite a connection held open would block the writes.
+    with engine.connect() as conn:
+        for folder in sorted(p for p in paths.received.iterdir() if p.is_dir() and not p.is_symlink()):
+            event = events_store.get_event(conn, folder.name)
+            if event is None:
+                continue
+            for held in sorted(folder.iterdir()):
+                upload_id = held.name.removesuffix(held.suffix)
+                if held.is_file() and not held.is_symlink() and uploads_store.get_upload(conn, upload_id) is None:
+                    orphans.append((event.id, event.slug, held))
+    adopted: list[Registered] = []
+    for event_id, slug, held in orphans:
+        upload_id = held.name.removesuffix(held.suffix)
+        sha = sha256_file(held)
+        if uploads_store.upload_id_for(slug, sha) != upload_id:
+            continue  # not one of ours
+        upload, created = uploads_store.register_upload(
+            engine,
+            upload_id=upload_id,
+            event_id=event_id,
+            sha256=sha,
+            original_name=held.name,
+            stored_path=str(paths.upload_dir(upload_id) / f"original{held.suffix}"),
+            size_bytes=held.stat().st_size,
+            original_path=str(held),
+        )
+        if created:
+            adopted.append(Registered(upload.id, slug, held.name))
+    return adopted
+
+
+def register_local_file(
+    engine: Engine, paths: Paths, *, event_slug: str, source: Path, strict: bool | None = None
+) -> tuple[Upload, bool]:
+    """`event-pipeline import`: register a file given by path (it stays where it is; its
+    content goes straight into the upload store). Returns (upload, created)."""
     with engine.connect() as conn:
         event = events_store.get_event(conn, event_slug)
     if event is None:
-        raise UnknownEventError(
-            f"no event with slug {event_slug!r}. Create it first: "
-            f"event-pipeline event add {event_slug} --name '...' --organiser-email you@example.com"
-        )
+        raise unknown_event(event_slug)
     manifest = read_manifest(source)
     sha = sha256_file(source)
     upload_id = uploads_store.upload_id_for(event_slug, sha)
-    suffix = "".join(source.suffixes[-1:]).lower()[:10]
-    stored = paths.upload_dir(upload_id) / f"original{suffix}"
+    stored = paths.upload_dir(upload_id) / f"original{suffix_of(source.name)}"
     if not stored.exists():
-        copy_atomic(source, stored)
+        files.copy_file_private(source, stored)
     return uploads_store.register_upload(
         engine,
         upload_id=upload_id,
@@ -144,49 +260,49 @@ def receive_file(
         original_name=source.name,
         stored_path=str(stored),
         size_bytes=stored.stat().st_size,
-        inbox_path=str(inbox_path) if inbox_path else None,
         strict=manifest.strict if strict is None else strict,
     )
 
 
-def _unique_target(folder: Path, name: str) -> Path:
-    target = folder / name
-    if not target.exists():
-        return target
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return folder / f"{stamp}-{name}"
+class StoredCopyError(Exception):
+    """The upload's bytes are gone or not the ones registered: re-running cannot help."""
 
 
-def move_out_of_inbox(
-    paths: Paths, *, event_slug: str, source: Path, ok: bool, reason: str | None = None
-) -> Path | None:
-    """Move an inbox file (and its manifest) to processed/ or rejected/ with a reason file beside it."""
-    if not source.exists():
-        return None
-    folder = (paths.processed if ok else paths.rejected) / event_slug
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _unique_target(folder, source.name)
-    os.replace(source, target)
-    manifest = source.with_name(source.name + MANIFEST_SUFFIX)
-    if manifest.exists():
-        os.replace(manifest, target.with_name(target.name + MANIFEST_SUFFIX))
-    stale_reason = source.with_name(source.name + ".reason.txt")
-    stale_reason.unlink(missing_ok=True)
-    if reason:
-        target.with_name(target.name + ".reason.txt").write_text(reason.rstrip() + "\n", encoding="utf-8")
-    return target
+def store_upload(upload: Upload) -> Path:
+    """The ``upload_file`` step: put the held original into the upload store (0600), verified
+    against the registered sha256. Idempotent: a verified copy is kept as it is."""
+    stored = Path(upload.stored_path)
+    if stored.is_file() and sha256_file(stored) == upload.sha256:
+        return stored
+    held = Path(upload.original_path) if upload.original_path else None
+    if held is None or not held.is_file():
+        raise StoredCopyError(f"{upload.original_name}: the received file is missing ({upload.id}); upload it again")
+    files.copy_file_private(held, stored)
+    if sha256_file(stored) != upload.sha256:
+        stored.unlink(missing_ok=True)
+        raise StoredCopyError(
+            f"{upload.original_name}: the received file changed after it was registered ({upload.id}); upload it again"
+        )
+    return stored
 
 
 def finish_upload_file(engine: Engine, paths: Paths, upload: Upload, *, ok: bool, reason: str | None = None) -> None:
-    """Move the upload's original out of wherever it is now (inbox, or rejected/ after an earlier
-    failed attempt that a later run recovered) and remember the new place."""
-    if not upload.inbox_path:
+    """Hand the original back to the organiser: ``processed/`` or ``rejected/`` with the reason
+    beside it. Safe to repeat: an original already handed back stays where it is unless a
+    later run changes the verdict (a rejected upload that a re-run completed)."""
+    if not upload.original_path:
         return
-    current = Path(upload.inbox_path)
+    current = Path(upload.original_path)
+    target_root = paths.processed if ok else paths.rejected
+    if current.parent.parent == target_root or not current.exists():
+        return
+    folder = target_root / _event_folder(engine, upload)
+    moved = moves.move_aside(current, folder, name_hint=upload.original_name, reason=reason)
+    old_reason = current.with_name(current.name + ".reason.txt")
+    old_reason.unlink(missing_ok=True)
+    uploads_store.update_upload(engine, upload.id, original_path=str(moved))
+
+
+def _event_folder(engine: Engine, upload: Upload) -> str:
     with engine.connect() as conn:
-        event = events_store.get_event_by_id(conn, upload.event_id)
-    target = move_out_of_inbox(paths, event_slug=event.slug, source=current, ok=ok, reason=reason)
-    if target is not None:
-        if ok:
-            target.with_name(target.name + ".reason.txt").unlink(missing_ok=True)
-        uploads_store.update_upload(engine, upload.id, inbox_path=str(target))
+        return events_store.get_event_by_id(conn, upload.event_id).slug

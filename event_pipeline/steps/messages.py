@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ from sqlalchemy.engine import Engine
 from event_pipeline.access.tokens import TokenCodec, checkin_url
 from event_pipeline.mail.dispatch import DispatchAborted, DispatchStats, dispatch_due
 from event_pipeline.mail.message import InlineImage, OutgoingMessage
+from event_pipeline.mail.policy import MAX_ATTEMPTS
 from event_pipeline.mail.render import TemplateRenderer, default_renderer
 from event_pipeline.mail.senders import Sender
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import events as events_store
+from event_pipeline.store import pauses as pauses_store
 from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.deliveries import Delivery
 from event_pipeline.store.events import Event
@@ -27,6 +30,9 @@ log = logging.getLogger(__name__)
 
 QR_CID = "checkin-qr"
 ORGANISER_KINDS = ("import_complete", "import_failed")
+# How long a refused key keeps mail paused before one dispatch probes it again (the same delay
+# the dispatcher gives the claims it puts back).
+PAUSE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: D
             "upload": {"id": upload.id, "original_name": upload.original_name},
             "counts": upload.counts(),
             "error_report": upload.error_report_path or "",
+            "mail_note": upload.mail_note or "",
         }
     else:
         context = {
@@ -152,17 +159,65 @@ def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: D
     )
 
 
+@dataclass(frozen=True)
+class MailRun:
+    """What one attempt to send came to: counts, and why mail is paused if it is."""
+
+    stats: DispatchStats
+    paused: str | None = None
+    # True only for the call that started a pause: whoever reports it alerts people once.
+    new_pause: bool = False
+
+    def as_metadata(self) -> dict[str, int | str]:
+        return {**self.stats.as_metadata(), **({"mail_paused": self.paused} if self.paused else {})}
+
+
 def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
     return dispatch_due(
         engine, ctx.sender, lambda batch: build_messages(engine, ctx, batch), workers=ctx.workers, **kwargs
     )
 
 
-def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, kind: str) -> DispatchStats:
+def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, **scope: Any) -> MailRun:
+    """Send what is due in ``scope`` unless the provider refuses us.
+
+    A refusal (401/403, or no key where SendGrid is configured) pauses mail for this backend:
+    claims go back, nothing fails or counts as sent, and for ``PAUSE`` nobody asks the provider
+    again, so retried steps and schedules do not hammer a key that is wrong. After that one
+    dispatch probes the key; success ends the pause.
+    """
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        pause = pauses_store.get_pause(conn, ctx.sender.name)
+    if pause is not None and pause.probe_after > now:
+        return MailRun(DispatchStats(), paused=pause.reason)
+    try:
+        stats = dispatch(engine, ctx, **scope)
+    except DispatchAborted as exc:
+        reason = f"mail paused: {exc.reason}"
+        started = pauses_store.set_pause(engine, ctx.sender.name, reason, probe_after=now + PAUSE)
+        if started:
+            log.error("%s; fix the configuration, mail resumes by itself within %s", reason, PAUSE)
+        return MailRun(DispatchStats(), paused=reason, new_pause=started)
+    if pause is not None:
+        pauses_store.clear_pause(engine, ctx.sender.name)
+    return MailRun(stats)
+
+
+def send_welcome_emails(
+    engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, progress: Any = None
+) -> tuple[int, MailRun]:
+    """Queue a welcome for every participant of the event that has none yet, then send.
+    Returns (queued now, what sending came to)."""
+    queued = deliveries_store.enqueue_welcome(engine, event_id, upload_id)
+    return queued, send_mail(engine, ctx, event_id=event_id, kinds=("welcome",), progress=progress)
+
+
+def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, kind: str) -> MailRun:
     """Queue (once per upload and kind) and try to send an organiser notice.
 
-    A provider refusing us now leaves the notice queued for the mail schedule: the import (or
-    the failure handling) that calls this is finished either way and must not fail over it.
+    A provider refusing us leaves the notice queued for the mail schedule: the import (or the
+    failure handling) that calls this is finished either way and must not fail over it.
     """
     with engine.begin() as conn:
         deliveries_store.enqueue(
@@ -176,8 +231,11 @@ def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_
                 }
             ],
         )
-    try:
-        return dispatch(engine, ctx, event_id=event_id, kinds=(kind,))
-    except DispatchAborted as exc:
-        log.warning("organiser notice %s for upload %s not sent yet: %s", kind, upload_id, exc)
-        return DispatchStats()
+    return send_mail(engine, ctx, event_id=event_id, kinds=(kind,))
+
+
+def send_due_emails(engine: Engine, ctx: MailContext, *, stale_after: timedelta) -> tuple[int, MailRun]:
+    """The mail schedule's job: release claims of dispatchers that died, send what is due.
+    Returns (claims released, what sending came to)."""
+    released = deliveries_store.release_stale_claims(engine, older_than=stale_after, max_attempts=MAX_ATTEMPTS)
+    return released, send_mail(engine, ctx)

@@ -1,5 +1,10 @@
-"""Rows of one upload: parse, validate, dedupe, load. Counts are written to the uploads row as
-each step finishes, so `event-pipeline status` and the report read one source of truth."""
+"""Rows of one upload: parse, validate, dedupe, load.
+
+Rows never travel through Dagster: each step reads what the previous one left in the upload's
+own folder of the upload store (Parquet, 0600) and writes its counts to the uploads row, so any
+step can run in another process or on another machine that shares the store and the databases,
+and `event-pipeline status`, the report and the UI read one source of truth.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +14,117 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from event_pipeline import files
 from event_pipeline.intake import IntakeError, ParsedTable, read_table
 from event_pipeline.schemas import RowError, dedupe_in_file, validate_participants, write_error_report
+from event_pipeline.schemas.results import ValidationOutcome
 from event_pipeline.settings import Paths
+from event_pipeline.store import events as events_store
 from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.participants import LoadCounts, load_participants
 from event_pipeline.store.uploads import Upload
 
+PARSED = "parsed.parquet"
+VALID = "valid.parquet"
+
 
 class UploadRejected(Exception):
-    """The file as a whole cannot be imported; the reason is for the organiser."""
+    """The file as a whole cannot be imported; the reason is for the organiser (and holds no row data)."""
 
 
 @dataclass(frozen=True)
-class ValidatedRows:
-    valid: pd.DataFrame
-    rows_in_file: int
-    invalid_rows: int
+class ParseFacts:
+    rows: int
     empty_rows: int
-    error_count: int
-    warning_count: int
+    format: str
+    encoding: str | None
+    header_row: int
+    columns: dict[str, str]
+    extra_columns: int
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the rules say about a parsed file, before anything is written: the one verdict that
+    `event-pipeline check` prints and the import acts on."""
+
+    rows_in_file: int
+    outcome: ValidationOutcome
+    kept: pd.DataFrame
+    duplicates: pd.DataFrame
+    strict: bool
+
+    @property
+    def findings(self) -> list[RowError]:
+        return sorted([*self.outcome.errors, *self.outcome.warnings], key=lambda e: (e.row, e.column))
+
+    @property
+    def rejection(self) -> str | None:
+        """Why strict mode refuses the whole file (None: it may be loaded)."""
+        if not (self.strict and self.outcome.invalid_rows):
+            return None
+        first = self.outcome.errors[0]
+        # Row and column only: the message of a cell check can quote the cell, and this text
+        # goes to Dagster's event log.
+        return (
+            f"strict mode: {self.outcome.invalid_rows} of {self.rows_in_file} rows are invalid, nothing was "
+            f"loaded (first: row {first.row}, column {first.column})"
+        )
+
+
+@dataclass(frozen=True)
+class ValidationFacts:
+    rows_in_file: int
+    valid_rows: int
+    invalid_rows: int
+    duplicates_in_file: int
+    errors: int
+    warnings: int
+    strict: bool
     error_report_path: str | None
 
 
-@dataclass(frozen=True)
-class LoadSummary:
-    counts: LoadCounts
-    duplicates_in_file: int
-    participant_emails: int
+def upload_folder(paths: Paths, upload_id: str) -> Path:
+    return paths.upload_dir(upload_id)
 
 
-def parse_upload(engine: Engine, upload: Upload, *, max_bytes: int, sheet: str | None = None) -> ParsedTable:
+def judge(parsed_frame: pd.DataFrame, *, strict: bool, default_region: str) -> Judgement:
+    outcome = validate_participants(parsed_frame, default_region=default_region)
+    deduped = dedupe_in_file(outcome.valid)
+    return Judgement(
+        rows_in_file=len(parsed_frame),
+        outcome=outcome,
+        kept=deduped.kept,
+        duplicates=deduped.duplicates,
+        strict=strict,
+    )
+
+
+def read_file(path: Path, *, max_bytes: int, sheet: str | None) -> ParsedTable:
+    return read_table(path, max_bytes=max_bytes, sheet=sheet)
+
+
+def _write_frame(frame: pd.DataFrame, target: Path) -> None:
+    with files.atomic_writer(target) as fh:
+        frame.to_parquet(fh, index=False)
+
+
+def _read_frame(paths: Paths, upload: Upload, name: str) -> pd.DataFrame:
+    source = upload_folder(paths, upload.id) / name
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"{source} is missing: every process that runs steps of upload {upload.id} must share the upload store"
+        )
+    return pd.read_parquet(source)
+
+
+def parse_upload(engine: Engine, paths: Paths, upload: Upload, *, max_bytes: int, sheet: str | None) -> ParseFacts:
+    """Read the stored original into ``parsed.parquet``; an unreadable file rejects the upload."""
     try:
-        parsed = read_table(Path(upload.stored_path), max_bytes=max_bytes, sheet=sheet)
+        parsed = read_file(Path(upload.stored_path), max_bytes=max_bytes, sheet=sheet)
     except IntakeError as exc:
-        reason = f"{upload.original_name}: {exc}"
-        uploads_store.update_upload(engine, upload.id, status="rejected", reason=reason)
-        raise UploadRejected(reason) from None
+        raise reject(engine, upload, f"{upload.original_name}: {exc}") from None
+    _write_frame(parsed.frame, upload_folder(paths, upload.id) / PARSED)
     uploads_store.update_upload(
         engine,
         upload.id,
@@ -55,61 +134,100 @@ def parse_upload(engine: Engine, upload: Upload, *, max_bytes: int, sheet: str |
         rows_in_file=parsed.rows,
         empty_rows=parsed.empty_rows,
     )
-    return parsed
+    return ParseFacts(
+        rows=parsed.rows,
+        empty_rows=parsed.empty_rows,
+        format=parsed.format,
+        encoding=parsed.encoding,
+        header_row=parsed.header_row,
+        columns=parsed.columns,
+        extra_columns=len(parsed.extra_columns),
+    )
 
 
 def validate_upload(
-    engine: Engine,
-    paths: Paths,
-    upload: Upload,
-    parsed: ParsedTable,
-    *,
-    strict: bool | None = None,
-    default_region: str = "KR",
-) -> ValidatedRows:
-    outcome = validate_participants(parsed.frame, default_region=default_region)
+    engine: Engine, paths: Paths, upload: Upload, *, strict: bool | None, default_region: str
+) -> ValidationFacts:
+    """Validate and dedupe ``parsed.parquet`` into ``valid.parquet`` and the error report."""
+    parsed = _read_frame(paths, upload, PARSED)
+    strict = upload.strict if strict is None else strict
+    verdict = judge(parsed, strict=strict, default_region=default_region)
     report_path: str | None = None
-    findings: list[RowError] = [*outcome.errors, *outcome.warnings]
-    if findings:
+    if verdict.findings:
         target = paths.reports / f"{upload.id}-errors.csv"
-        write_error_report(target, sorted(findings, key=lambda e: (e.row, e.column)), parsed.frame)
+        write_error_report(target, verdict.findings, parsed)
         report_path = str(target)
-    uploads_store.update_upload(engine, upload.id, rejected_rows=outcome.invalid_rows, error_report_path=report_path)
-    if (upload.strict if strict is None else strict) and outcome.invalid_rows:
-        reason = (
-            f"{upload.original_name}: strict mode: {outcome.invalid_rows} of {parsed.rows} rows are invalid, "
-            f"nothing was loaded (first: row {outcome.errors[0].row}, column {outcome.errors[0].column}: "
-            f"{outcome.errors[0].message})"
-        )
-        uploads_store.update_upload(engine, upload.id, status="rejected", reason=reason)
-        raise UploadRejected(reason)
-    return ValidatedRows(
-        valid=outcome.valid,
-        rows_in_file=parsed.rows,
-        invalid_rows=outcome.invalid_rows,
-        empty_rows=parsed.empty_rows,
-        error_count=len(outcome.errors),
-        warning_count=len(outcome.warnings),
+    uploads_store.update_upload(
+        engine,
+        upload.id,
+        rejected_rows=verdict.outcome.invalid_rows,
+        duplicates_in_file=len(verdict.duplicates),
+        error_report_path=report_path,
+    )
+    if verdict.rejection is not None:
+        raise reject(engine, upload, f"{upload.original_name}: {verdict.rejection}")
+    _write_frame(verdict.kept, upload_folder(paths, upload.id) / VALID)
+    return ValidationFacts(
+        rows_in_file=verdict.rows_in_file,
+        valid_rows=len(verdict.outcome.valid),
+        invalid_rows=verdict.outcome.invalid_rows,
+        duplicates_in_file=len(verdict.duplicates),
+        errors=len(verdict.outcome.errors),
+        warnings=len(verdict.outcome.warnings),
+        strict=strict,
         error_report_path=report_path,
     )
 
 
-def load_upload(engine: Engine, upload: Upload, validated: ValidatedRows) -> LoadSummary:
-    deduped = dedupe_in_file(validated.valid)
-    counts = load_participants(engine, event_id=upload.event_id, upload_id=upload.id, rows=deduped.kept)
+def load_upload(engine: Engine, paths: Paths, upload: Upload) -> LoadCounts:
+    """Upsert the deduplicated rows; fields a newer upload already wrote are left alone."""
+    kept = _read_frame(paths, upload, VALID)
+    counts = load_participants(engine, event_id=upload.event_id, upload_id=upload.id, upload_seq=upload.seq, rows=kept)
     uploads_store.update_upload(
-        engine,
-        upload.id,
-        duplicates_in_file=len(deduped.duplicates),
-        loaded_new=counts.new,
-        updated=counts.updated,
-        unchanged=counts.unchanged,
+        engine, upload.id, loaded_new=counts.new, updated=counts.updated, unchanged=counts.unchanged
     )
-    return LoadSummary(counts=counts, duplicates_in_file=len(deduped.duplicates), participant_emails=len(deduped.kept))
+    if counts.stale_rows and upload.error_report_path:
+        append_findings(Path(upload.error_report_path), stale_findings(counts))
+    elif counts.stale_rows:
+        target = paths.reports / f"{upload.id}-errors.csv"
+        write_error_report(target, stale_findings(counts), _read_frame(paths, upload, PARSED))
+        uploads_store.update_upload(engine, upload.id, error_report_path=str(target))
+    return counts
+
+
+def stale_findings(counts: LoadCounts) -> list[RowError]:
+    return [
+        RowError(
+            row=s.row,
+            column=s.field,
+            value_preview="",
+            message=f"not applied: the newer upload {s.newer_upload_id} already set this field (counted unchanged).",
+        )
+        for s in counts.stale_rows
+    ]
+
+
+def append_findings(report: Path, findings: list[RowError]) -> None:
+    """Add findings to an existing report (rewritten whole, so it stays complete or absent)."""
+    existing = pd.read_csv(report, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    extra = pd.DataFrame([{"row": str(f.row), "column": f.column, "message": f.message} for f in findings])
+    merged = pd.concat([existing, extra], ignore_index=True).fillna("")
+    with files.atomic_writer(report) as fh:
+        fh.write(merged.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig"))
+
+
+def reject(engine: Engine, upload: Upload, reason: str) -> UploadRejected:
+    uploads_store.update_upload(engine, upload.id, status="rejected", reason=reason)
+    return UploadRejected(reason)
 
 
 def invariant_holds(upload: Upload) -> tuple[bool, dict[str, int]]:
-    """rows_in_file == new + updated + unchanged + duplicates_in_file + rejected (DESIGN.md)."""
+    """rows_in_file == new + updated + unchanged + duplicates_in_file + rejected (docs/architecture.md)."""
     parts = upload.counts()
     total = sum(v for k, v in parts.items() if k != "rows_in_file")
     return parts["rows_in_file"] == total, parts
+
+
+def event_slug(engine: Engine, upload: Upload) -> str:
+    with engine.connect() as conn:
+        return events_store.get_event_by_id(conn, upload.event_id).slug

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from event_pipeline import files
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URL; None for in-memory and URI forms."""
+    parsed = sa.make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or "uri" in parsed.query:
+        return None
+    return Path(database)
+
+
+def _sqlite_on_connect(path: Path | None, dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the webserver read while a run writes; busy_timeout turns "database is locked"
     # into a wait. isolation_level=None hands transaction control to SQLAlchemy's BEGIN.
     dbapi_conn.isolation_level = None
@@ -22,6 +36,12 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+    if path is not None:
+        # SQLite gives its -wal/-shm files the database file's mode already; tightening them is
+        # cheap insurance for files left by an older version or created under another umask.
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                files.make_private(path.with_name(path.name + suffix))
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
@@ -40,8 +60,15 @@ def make_engine(url: str) -> Engine:
         # otherwise, and our counts (tokens issued, mails queued) come from rowcount.
         options = {"preserve_rowcount": True}
         if url.startswith("sqlite"):
+            path = _sqlite_file(url)
+            if path is not None:
+                # The file holds participant data: create it 0600 in a 0700 folder before sqlite3
+                # creates it under the umask. Best effort: if it cannot be made (a path that is
+                # not ours), sqlite3's own error at connect says what is wrong with the path.
+                with contextlib.suppress(OSError):
+                    files.touch_private(path)
             engine = sa.create_engine(url, connect_args={"timeout": 30}, execution_options=options)
-            sa.event.listen(engine, "connect", _sqlite_on_connect)
+            sa.event.listen(engine, "connect", functools.partial(_sqlite_on_connect, path))
             sa.event.listen(engine, "begin", _sqlite_begin)
         else:
             # A host that silently drops packets must fail the step (and be retried), not hang it.

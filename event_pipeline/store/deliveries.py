@@ -146,10 +146,7 @@ def claim_due(
     and the fencing token must differ between any two claims of a row.
     """
     now = now or datetime.now(UTC)
-    due = sa.select(email_deliveries.c.id).where(
-        email_deliveries.c.status.in_(CLAIMABLE),
-        sa.or_(email_deliveries.c.next_attempt_at.is_(None), email_deliveries.c.next_attempt_at <= now),
-    )
+    due = sa.select(email_deliveries.c.id).where(_due(now))
     due = _scope(due, event_id, kinds).order_by(email_deliveries.c.id).limit(limit)
     with engine.begin() as conn:
         if is_postgres(conn):
@@ -245,10 +242,28 @@ def release_stale_claims(
     return int(retry) + int(failed)
 
 
-def status_counts(conn: sa.Connection, *, event_id: int | None = None, upload_id: str | None = None) -> dict[str, int]:
+def status_counts(
+    conn: sa.Connection,
+    *,
+    event_id: int | None = None,
+    upload_id: str | None = None,
+    kinds: Iterable[str] | None = None,
+) -> dict[str, int]:
     stmt = sa.select(email_deliveries.c.status, sa.func.count()).group_by(email_deliveries.c.status)
-    if event_id is not None:
-        stmt = stmt.where(email_deliveries.c.event_id == event_id)
     if upload_id is not None:
         stmt = stmt.where(email_deliveries.c.upload_id == upload_id)
-    return {str(s): int(n) for s, n in conn.execute(stmt)}
+    return {str(s): int(n) for s, n in conn.execute(_scope(stmt, event_id, kinds))}
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """Claimable now: the one definition of "due" that claiming and the mail schedule share."""
+    return sa.and_(
+        email_deliveries.c.status.in_(CLAIMABLE),
+        sa.or_(email_deliveries.c.next_attempt_at.is_(None), email_deliveries.c.next_attempt_at <= now),
+    )
+
+
+def count_due(conn: sa.Connection, *, now: datetime) -> int:
+    """Deliveries the mail schedule should act on: due ones, and claims that may be stale."""
+    stmt = sa.select(sa.func.count()).where(sa.or_(_due(now), email_deliveries.c.status == "sending"))
+    return int(conn.execute(stmt).scalar_one())

@@ -15,6 +15,8 @@ metadata = sa.MetaData(
 )
 
 Timestamp = sa.DateTime(timezone=True)
+# The participant fields an upload writes, each with its own ``<field>_seq``.
+SEQ_FIELDS = ("name", "phone", "department", "position", "extra")
 
 events = sa.Table(
     "events",
@@ -28,6 +30,8 @@ events = sa.Table(
     sa.Column("language", sa.String(8), nullable=False, server_default="ko"),
     sa.Column("created_at", Timestamp, nullable=False),
 )
+
+uploads_seq = sa.Sequence("uploads_seq", metadata=metadata)
 
 uploads = sa.Table(
     "uploads",
@@ -56,6 +60,16 @@ uploads = sa.Table(
     sa.Column("error_report_path", sa.Text, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
+    # Registration order (newer upload, larger seq): decides which upload's value a field keeps.
+    # PostgreSQL draws it from the ``uploads_seq`` sequence (migration 0002 also makes nextval the
+    # server default there); SQLite has no sequences, so register_upload computes MAX(seq)+1 under
+    # its write lock. No server_default here: SQLite cannot render nextval in DDL, and the drift
+    # check does not compare server defaults (it does compare type, nullability and the unique).
+    sa.Column("seq", sa.Integer, uploads_seq, nullable=False, unique=True),
+    # Where the organiser's original is now: received/ while held, then processed/ or rejected/.
+    sa.Column("original_path", sa.Text, nullable=True),
+    # Why mail about this upload is held back, e.g. "mail paused: provider refused the key (HTTP 401)".
+    sa.Column("mail_note", sa.Text, nullable=True),
     sa.UniqueConstraint("event_id", "sha256"),
 )
 
@@ -76,6 +90,9 @@ participants = sa.Table(
     sa.Column("email_status", sa.String(16), nullable=False, server_default="ok"),
     sa.Column("created_upload_id", sa.String(100), nullable=True),
     sa.Column("updated_upload_id", sa.String(100), nullable=True),
+    # Per field, the seq of the upload that last wrote it: an older upload loaded later (a re-run,
+    # a slow run) never overwrites what a newer one set. 0: no upload known (rows from before 0002).
+    *(sa.Column(f"{field}_seq", sa.Integer, nullable=False, server_default="0") for field in SEQ_FIELDS),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("event_id", "email_norm"),
@@ -138,4 +155,26 @@ email_deliveries = sa.Table(
     sa.Column("sent_at", Timestamp, nullable=True),
     sa.UniqueConstraint("participant_id", "kind"),
     sa.Index("ix_email_deliveries_due", "status", "next_attempt_at"),
+)
+
+# The inbox sensor's memory between ticks: a file is received once it has looked the same
+# (fingerprint: size, mtime, ...) for the quiet period. Kept here, not in the sensor cursor, so
+# every process watching the inbox agrees.
+inbox_sightings = sa.Table(
+    "inbox_sightings",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.String(200), nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),  # unix seconds
+    sa.Column("sightings", sa.Integer, nullable=False),
+)
+
+# A mail backend that refused our key: nothing is sent through it until probe_after.
+mail_pauses = sa.Table(
+    "mail_pauses",
+    metadata,
+    sa.Column("backend", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("paused_at", Timestamp, nullable=False),
+    sa.Column("probe_after", Timestamp, nullable=False),
 )

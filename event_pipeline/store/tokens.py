@@ -8,6 +8,8 @@ trips does not grow with the number of rows.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.access.tokens import new_public_id
 from event_pipeline.store.db import is_postgres
 from event_pipeline.store.participants import participants_without_live_token
 from event_pipeline.store.tables import access_tokens, checkin_scans, events, participants
@@ -27,6 +28,13 @@ _SQLITE_CHUNK = 50_000
 
 LIVE = "live"
 REVOKED = "revoked"
+PUBLIC_ID_BYTES = 16  # 128 random bits from `secrets`
+
+
+def new_public_id() -> str:
+    """A fresh ``access_tokens.public_id``: the row's id, base64url without padding (22 chars).
+    Here rather than in ``access`` so the store depends on nothing above it."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(PUBLIC_ID_BYTES)).rstrip(b"=").decode("ascii")
 
 
 class UnknownParticipantError(LookupError):

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import dialect_insert
-from event_pipeline.store.tables import uploads
+from event_pipeline.store.db import dialect_insert, is_postgres
+from event_pipeline.store.tables import uploads, uploads_seq
 
 TERMINAL_STATUSES = ("done", "rejected", "failed")
 
@@ -39,6 +39,9 @@ class Upload:
     error_report_path: str | None
     created_at: datetime
     finished_at: datetime | None
+    seq: int  # registration order across all uploads: newer upload, larger seq
+    original_path: str | None  # the organiser's file: received/, then processed/ or rejected/
+    mail_note: str | None  # why mail about this upload is held back, if it is
 
     def counts(self) -> dict[str, int]:
         """The terms of DESIGN.md's invariant; unknown (not yet counted) reads as 0."""
@@ -73,21 +76,34 @@ def register_upload(
     stored_path: str,
     size_bytes: int,
     inbox_path: str | None = None,
+    original_path: str | None = None,
     strict: bool = False,
 ) -> tuple[Upload, bool]:
-    """Insert the upload if its (event, content) is new. Returns (upload, created)."""
+    """Insert the upload if its (event, content) is new. Returns (upload, created).
+
+    The new row gets the next ``seq`` inside the same transaction, so registration order is
+    the order in which later loads let one upload's values win over another's.
+    """
     values: dict[str, Any] = dict(
         id=upload_id,
         event_id=event_id,
         sha256=sha256,
         original_name=original_name[:255],
         inbox_path=inbox_path,
+        original_path=original_path,
         stored_path=stored_path,
         size_bytes=size_bytes,
         strict=strict,
         created_at=datetime.now(UTC),
     )
     with engine.begin() as conn:
+        # PostgreSQL: nextval, safe under concurrent registrations (a skipped duplicate burns a
+        # number; gaps are fine, only the order matters). SQLite: MAX+1 is safe because the
+        # transaction began IMMEDIATE, so no other writer runs between the read and the insert.
+        if is_postgres(conn):
+            values["seq"] = uploads_seq.next_value()
+        else:
+            values["seq"] = sa.select(sa.func.coalesce(sa.func.max(uploads.c.seq), 0) + 1).scalar_subquery()
         # rowcount is reliable on both backends: make_engine sets preserve_rowcount.
         result = conn.execute(dialect_insert(conn)(uploads).values(**values).on_conflict_do_nothing())
         upload = find_by_sha(conn, event_id, sha256)
@@ -109,6 +125,9 @@ def update_upload(engine: Engine | sa.Connection, upload_id: str, **values: Any)
     unknown = set(values) - set(_FIELDS)
     if unknown:
         raise ValueError(f"unknown upload fields: {sorted(unknown)}")
+    if "seq" in values:
+        # The order newer-data-wins relies on is fixed at registration.
+        raise ValueError("an upload's seq is assigned by register_upload and never changed")
     if values.get("status") in TERMINAL_STATUSES and "finished_at" not in values:
         values["finished_at"] = datetime.now(UTC)
     stmt = sa.update(uploads).where(uploads.c.id == upload_id).values(**values)
@@ -119,8 +138,28 @@ def update_upload(engine: Engine | sa.Connection, upload_id: str, **values: Any)
             conn.execute(stmt)
 
 
+def newer_uploads_exist(conn: sa.Connection, event_id: int, seq: int) -> bool:
+    """Whether ``event_id`` has an upload registered after the one numbered ``seq``."""
+    newer = sa.select(uploads.c.id).where(uploads.c.event_id == event_id, uploads.c.seq > seq)
+    return bool(conn.execute(sa.select(sa.exists(newer))).scalar_one())
+
+
 def list_uploads(conn: sa.Connection, *, event_id: int | None = None, limit: int = 50) -> list[Upload]:
-    stmt = sa.select(uploads).order_by(uploads.c.created_at.desc()).limit(limit)
+    """Newest registration first."""
+    stmt = sa.select(uploads).order_by(uploads.c.seq.desc()).limit(limit)
     if event_id is not None:
         stmt = stmt.where(uploads.c.event_id == event_id)
+    return [_to_upload(r) for r in conn.execute(stmt)]
+
+
+UNFINISHED_STATUSES = ("received", "running", "failed")
+
+
+def unfinished_uploads(conn: sa.Connection, *, registered_before: datetime) -> list[Upload]:
+    """Uploads whose import has not ended well (and was not refused for its content), oldest first."""
+    stmt = (
+        sa.select(uploads)
+        .where(uploads.c.status.in_(UNFINISHED_STATUSES), uploads.c.created_at < registered_before)
+        .order_by(uploads.c.seq)
+    )
     return [_to_upload(r) for r in conn.execute(stmt)]

@@ -13,13 +13,13 @@ from sqlalchemy.engine import Engine
 
 from event_pipeline import settings
 from event_pipeline.access.tokens import TOKEN_KEY_ENV, TokenCodec
-from event_pipeline.defs.resources import migrated_engine
 from event_pipeline.store.events import Event, create_event
 from event_pipeline.store.tables import access_tokens, participants
+from event_pipeline_tests.support.pipeline import engine as migrated_app_engine
 
 
 def engine() -> Engine:
-    return migrated_engine(settings.database_url())
+    return migrated_app_engine()
 
 
 def codec() -> TokenCodec:

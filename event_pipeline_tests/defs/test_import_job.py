@@ -156,9 +156,9 @@ def test_upload_file_asset_refuses_a_tampered_store_copy(
 ) -> None:
     make_event()
     source = write_csv(var_home.home / "in" / "t.csv", sample(3, invalid=0, duplicates=0).rows)
-    from event_pipeline.steps.inbox import receive_file
+    from event_pipeline.steps.inbox import register_local_file
 
-    upload, _ = receive_file(engine(), var_home, event_slug="devcon-2026", source=source)
+    upload, _ = register_local_file(engine(), var_home, event_slug="devcon-2026", source=source)
     Path(upload.stored_path).write_bytes(b"name,email\nx,y@example.com\n")
     instance.add_dynamic_partitions("uploads", [upload.id])
     result = defs.resolve_job_def("import_upload").execute_in_process(
@@ -172,9 +172,9 @@ def test_upload_file_asset_refuses_a_tampered_store_copy(
 def test_strict_mode_from_the_launchpad_config(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
     make_event()
     source = write_csv(var_home.home / "in" / "l.csv", sample(6, invalid=1, duplicates=0).rows)
-    from event_pipeline.steps.inbox import receive_file
+    from event_pipeline.steps.inbox import register_local_file
 
-    upload, _ = receive_file(engine(), var_home, event_slug="devcon-2026", source=source)
+    upload, _ = register_local_file(engine(), var_home, event_slug="devcon-2026", source=source)
     instance.add_dynamic_partitions("uploads", [upload.id])
     result = defs.resolve_job_def("import_upload").execute_in_process(
         instance=instance,

@@ -18,12 +18,12 @@ from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.defs.assets import upload_assets
 from event_pipeline.defs.partitions import UPLOADS
-from event_pipeline.defs.resources import migrated_engine
-from event_pipeline.steps.inbox import receive_file
+from event_pipeline.steps.inbox import register_local_file
 from event_pipeline.steps.rows import invariant_holds
 from event_pipeline.store import tables
 from event_pipeline.store.events import create_event
 from event_pipeline.store.uploads import get_upload
+from event_pipeline_tests.support.pipeline import engine as migrated_app_engine
 from event_pipeline_tests.support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,10 +75,10 @@ def test_deploy_yaml_configures_queue_limits_and_retries(pg_instance: dg.Dagster
 def test_demo_upload_runs_with_dagster_and_participants_on_postgres(
     pg_instance: dg.DagsterInstance, var_home: settings.Paths, postgres_server: PostgresServer, dagster_db: str
 ) -> None:
-    engine = migrated_engine(settings.database_url())
+    engine = migrated_app_engine()
     assert engine.dialect.name == "postgresql"
     create_event(engine, slug="demo-2026", name="데모 컨퍼런스 2026", organiser_email="organiser@example.com")
-    upload, created = receive_file(engine, var_home, event_slug="demo-2026", source=SAMPLE)
+    upload, created = register_local_file(engine, var_home, event_slug="demo-2026", source=SAMPLE)
     assert created
     pg_instance.add_dynamic_partitions(UPLOADS, [upload.id])
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -12,7 +11,9 @@ import pytest
 from event_pipeline import settings
 from event_pipeline.defs.resources import default_resources
 from event_pipeline.defs.schedules import reconcile_uploads_schedule, send_due_emails_schedule
-from event_pipeline.steps.inbox import receive_file
+from event_pipeline.steps import reconcile
+from event_pipeline.steps.inbox import register_local_file
+from event_pipeline.store.uploads import update_upload
 from event_pipeline_tests.support.participants import csv_bytes, sample, write_csv
 from event_pipeline_tests.support.pipeline import engine, make_event, run_import
 
@@ -30,25 +31,33 @@ def _evaluate(instance: dg.DagsterInstance) -> list[dg.RunRequest]:
 
 
 def test_unfinished_upload_and_missed_inbox_file_get_runs(
-    instance: dg.DagsterInstance, var_home: settings.Paths
+    instance: dg.DagsterInstance, var_home: settings.Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("EVENT_PIPELINE_SETTLE_SECONDS", "0")
     make_event()
-    registered, _ = receive_file(
+    registered, _ = register_local_file(
         engine(),
         var_home,
         event_slug="devcon-2026",
         source=write_csv(var_home.home / "x" / "a.csv", sample(3, invalid=0, duplicates=0).rows),
     )
+    # Registered long enough ago that its run, if the sensor requested one, would exist by now.
+    update_upload(engine(), registered.id, created_at=datetime.now(UTC) - reconcile.GRACE * 2)
     missed = var_home.inbox / "devcon-2026" / "missed.csv"
     missed.parent.mkdir(parents=True, exist_ok=True)
     missed.write_bytes(csv_bytes(sample(4, invalid=0, duplicates=0, seed=9).rows))
-    os.utime(missed, (time.time() - 120, time.time() - 120))
 
+    first = _evaluate(instance)  # sees the missed file for the first time: not settled yet
+    assert [r.partition_key for r in first] == [registered.id]
     requests = _evaluate(instance)
     keys = sorted(r.partition_key for r in requests if r.partition_key)
     assert len(keys) == 2 and registered.id in keys
+    assert not missed.exists()
     assert set(keys) <= set(instance.get_dynamic_partitions("uploads"))
     assert len({r.run_key for r in requests}) == 2
+    # A registered upload with no run yet starts from the beginning.
+    [resumed] = [r for r in requests if r.partition_key == registered.id]
+    assert resumed.asset_selection is not None and resumed.asset_selection[0] == dg.AssetKey("upload_file")
 
 
 def test_done_uploads_are_left_alone(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
@@ -64,13 +73,14 @@ def test_upload_with_a_run_in_flight_is_not_requested_again(
     instance: dg.DagsterInstance, var_home: settings.Paths
 ) -> None:
     make_event()
-    upload, _ = receive_file(
+    upload, _ = register_local_file(
         engine(),
         var_home,
         event_slug="devcon-2026",
         source=write_csv(var_home.home / "x" / "c.csv", sample(3, invalid=0, duplicates=0).rows),
     )
     instance.add_dynamic_partitions("uploads", [upload.id])
+    update_upload(engine(), upload.id, created_at=datetime.now(UTC) - reconcile.GRACE * 2)
     from event_pipeline.defs import defs
 
     job = defs.resolve_job_def("import_upload")
@@ -81,5 +91,6 @@ def test_upload_with_a_run_in_flight_is_not_requested_again(
 
 
 def test_mail_schedule_skips_when_nothing_is_due(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
+    engine()  # the schema, as `event-pipeline init` leaves it
     ctx = dg.build_schedule_context(instance=instance, resources=default_resources())
     assert isinstance(send_due_emails_schedule(ctx), dg.SkipReason)

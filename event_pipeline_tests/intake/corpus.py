@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import struct
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,100 @@ PDF_BYTES = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
+_FREE, _END, _FATSECT, _NONE = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+_SECTOR = 512
+
+
+def _dir_entry(name: str, kind: int, child: int, right: int, start: int, size: int) -> bytes:
+    encoded = name.encode("utf-16-le") + b"\x00\x00"
+    return (
+        encoded.ljust(64, b"\x00")
+        + struct.pack("<HBBIII", len(encoded), kind, 1, _NONE, right, child)
+        + b"\x00" * 36  # CLSID, state bits, creation and modification times
+        + struct.pack("<IQ", start, size)
+    )
+
+
+def write_ole2(streams: dict[str, bytes]) -> bytes:
+    """A real (version 3) compound file with these streams under the root, each in regular sectors.
+
+    Streams are padded to the 4096-byte mini-stream cutoff so no mini FAT is needed; the
+    directory is a right-leaning chain, which readers accept.
+    """
+    padded = {name: data.ljust(4096, b"\x00") for name, data in streams.items()}
+    entries = 1 + len(padded)
+    dir_sectors = -(-entries * 128 // _SECTOR)
+    fat = [_FATSECT] + [i + 2 for i in range(dir_sectors - 1)] + [_END]
+    directory = [_dir_entry("Root Entry", 5, 1 if padded else _NONE, _NONE, _END, 0)]
+    body = b""
+    for i, (name, data) in enumerate(padded.items(), start=1):
+        first = len(fat)
+        count = len(data) // _SECTOR + (len(data) % _SECTOR > 0)
+        fat += [first + j + 1 for j in range(count - 1)] + [_END]
+        right = i + 1 if i < len(padded) else _NONE
+        directory.append(_dir_entry(name, 2, _NONE, right, first, len(data)))
+        body += data.ljust(count * _SECTOR, b"\x00")
+    assert len(fat) <= _SECTOR // 4, "one FAT sector is enough for test files"
+    header = (
+        OLE2_MAGIC
+        + b"\x00" * 16
+        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
+        + b"\x00" * 6
+        + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, _END, 0, _END, 0)
+        + struct.pack("<109I", 0, *([_FREE] * 108))
+    )
+    fat_sector = struct.pack(f"<{_SECTOR // 4}I", *fat, *([_FREE] * (_SECTOR // 4 - len(fat))))
+    dir_bytes = b"".join(directory).ljust(dir_sectors * _SECTOR, b"\x00")
+    return header + fat_sector + dir_bytes + body
+
+
 def fake_ole2(*stream_names: str) -> bytes:
-    """Enough of a compound file for sniffing: magic plus UTF-16LE directory entry names."""
-    body = b"".join(name.encode("utf-16-le") + b"\x00\x00" for name in stream_names)
-    return OLE2_MAGIC + b"\x00" * 504 + body + b"\x00" * 512
+    """A compound file with these (empty) streams: enough for sniffing, which reads the directory."""
+    return write_ole2({name: b"" for name in stream_names if name != "Root Entry"})
+
+
+def encrypted_xlsx() -> bytes:
+    """What Excel writes for an XLSX saved with a password: an OLE2 file, not a ZIP."""
+    return write_ole2(
+        {
+            "EncryptionInfo": b"\x04\x00\x04\x00\x40\x00\x00\x00<encryption/>",
+            "EncryptedPackage": b"\x00\x10\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 16,
+        }
+    )
+
+
+def rename_ole_stream(data: bytes, old: str, new: str) -> bytes:
+    """Rename a directory entry in place (name and name length; entries sit on 128-byte boundaries)."""
+    out = bytearray(data)
+    needle = old.encode("utf-16-le") + b"\x00\x00"
+    at = next(i for i in range(512, len(data), 128) if data[i : i + len(needle)] == needle)
+    encoded = new.encode("utf-16-le") + b"\x00\x00"
+    out[at : at + 64] = encoded.ljust(64, b"\x00")
+    out[at + 64 : at + 66] = struct.pack("<H", len(encoded))
+    return bytes(out)
+
+
+def with_filepass(xls: bytes) -> bytes:
+    """An xlwt workbook whose second BIFF record (after BOF) is turned into FILEPASS (0x002F).
+
+    xlwt puts the Workbook stream at the first sector; FILEPASS right after BOF is where Excel
+    writes it in an encrypted workbook, and readers stop there.
+    """
+    out = bytearray(xls)
+    bof_type, bof_length = struct.unpack_from("<HH", out, 512)
+    assert bof_type == 0x0809
+    struct.pack_into("<H", out, 512 + 4 + bof_length, 0x002F)
+    return bytes(out)
+
+
+def to_root_layout(xlsx: bytes) -> bytes:
+    """The same workbook with its parts at the ZIP root instead of under xl/, references fixed."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name in ("[Content_Types].xml", "_rels/.rels") or name.endswith(".rels"):
+                data = data.replace(b'"/xl/', b'"/').replace(b'Target="xl/', b'Target="')
+            target.writestr(name.removeprefix("xl/"), data)
+    return out.getvalue()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -127,10 +129,14 @@ def test_named_empty_sheet(tmp_path: Path) -> None:
     assert str(info.value) == "The sheet 'B' is empty."
 
 
-def test_header_only_workbook(tmp_path: Path) -> None:
-    table = read_table(write_xls(tmp_path / "a.xls", [["이름", "이메일"]]))
-    assert table.rows == 0
-    assert table.warnings == ["The file has a header row but no data rows."]
+@pytest.mark.parametrize("writer", ["xls", "xlsx"])
+def test_header_only_workbook_is_rejected(tmp_path: Path, writer: str) -> None:
+    rows: list[list[object]] = [["참가자 명단"], [], ["이름", "이메일"], [None, "  "]]
+    path = write_xls(tmp_path / "a.xls", rows) if writer == "xls" else write_xlsx(tmp_path / "a.xlsx", {"S": rows})
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.detail == {"code": "no_data_rows", "header_row": 3, "empty_rows": 1}
+    assert str(info.value) == "The file has a header row but no data rows."
 
 
 def test_openpyxl_fallback_when_calamine_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,3 +163,23 @@ def test_broken_xls_is_a_clear_error(tmp_path: Path) -> None:
     assert info.value.detail["code"] == "corrupt"
     assert str(info.value).startswith("This Excel (XLS) file could not be read (")
     assert str(info.value).endswith("Open it in Excel and save it as XLSX.")
+
+
+def test_library_errors_do_not_carry_cell_text(tmp_path: Path) -> None:
+    # A numeric cell holding text: both libraries fail, and openpyxl's message quotes the value.
+    written = write_xlsx(tmp_path / "a.xlsx", {"S": [["name", "email", "n"], ["Kim", "k@example.com", 5]]})
+    source = zipfile.ZipFile(written)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"<v>5</v>", "<v>홍길동</v>".encode())
+            target.writestr(name, data)
+    path = tmp_path / "bad.xlsx"
+    path.write_bytes(out.getvalue())
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.code == "corrupt"
+    assert str(info.value).startswith("This Excel (XLSX) file could not be read (ValueError: ")
+    assert "홍길동" not in str(info.value) + info.value.localized("ko") + repr(info.value.detail)

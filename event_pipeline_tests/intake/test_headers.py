@@ -79,15 +79,26 @@ def test_header_needs_two_known_columns_including_name_or_email(tmp_path: Path) 
 
 
 def test_no_header_found(tmp_path: Path) -> None:
-    rows = [["참가자 목록"], ["Kim", "k@example.com"]]
+    rows = [[""], ["참가자 목록"], ["Kim", "k@example.com"]]
     with pytest.raises(IntakeError) as info:
         read_table(write_csv(tmp_path / "a.csv", rows))
-    assert info.value.detail == {"code": "no_header", "headers": ["참가자 목록"]}
+    assert info.value.detail == {"code": "no_header", "scanned_rows": 20, "first_row": 2}
     assert str(info.value) == (
-        "No header row found in the first 20 rows. A header row needs at least two known column names, "
-        "one of them a name or email column (e.g. 이름/Name and 이메일/Email). "
-        "The first non-empty row has: '참가자 목록'."
+        "No header row found in the first 20 rows (the first non-empty row is row 2). "
+        "The list needs a header row with a name column (e.g. 이름 / Name) and an email column (e.g. 이메일 / Email)."
     )
+    assert info.value.localized("ko") == (
+        "처음 20행에서 머리글 행을 찾지 못했습니다(내용이 있는 첫 행은 2행입니다). "
+        "명단에는 이름 열(예: 이름 / Name)과 이메일 열(예: 이메일 / Email)이 있는 머리글 행이 필요합니다."
+    )
+
+
+def test_only_delimiters_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text(",,\n,,\n", encoding="utf-8")
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.detail == {"code": "empty"}
 
 
 def test_header_below_row_20_is_not_found(tmp_path: Path) -> None:
@@ -108,9 +119,60 @@ def test_missing_required_column_lists_headers(tmp_path: Path) -> None:
         "header_row": 1,
     }
     assert str(info.value) == (
-        "Required column(s) missing: email. The header row (row 1) has: '이름', '연락처', '비고'. "
-        "Expected headers such as email: email, e-mail, email address, e-mail address."
+        "The email column is missing. The header row (row 1) has: '이름', '연락처', '비고'. "
+        "Add a column headed one of: " + EMAIL_ALIASES + "."
     )
+
+
+EMAIL_ALIASES = "이메일 / 메일 / 전자우편 / 이메일 주소 / Email / E-mail / Email address / E-mail address"
+
+
+def test_a_row_with_one_known_required_header_is_the_header(tmp_path: Path) -> None:
+    # Only 이름 is known, so this used to be "no header row found"; the organiser needs to hear that
+    # the email column is missing.
+    rows = [["ID", "이름", "가격"], ["1", "홍길동", "10000"]]
+    with pytest.raises(IntakeError) as info:
+        read_table(write_csv(tmp_path / "a.csv", rows))
+    assert info.value.detail == {"code": "missing_columns", "missing": ["email"], "headers": ["이름"], "header_row": 1}
+    assert str(info.value) == (
+        "The email column is missing. The header row (row 1) has: '이름' and 2 other column(s). "
+        f"Add a column headed one of: {EMAIL_ALIASES}."
+    )
+    assert info.value.localized("ko") == (
+        "이메일 열이 없습니다. 머리글 행(1행)에 있는 열: '이름' 외 2개. "
+        f"다음 중 하나를 머리글로 하는 열을 추가해 주세요: {EMAIL_ALIASES}."
+    )
+
+
+def test_a_form_row_taken_as_header_is_not_quoted(tmp_path: Path) -> None:
+    # A one-person form ("성명 | 홍길동") has a single known alias per row: the row becomes the
+    # header, and only its recognised cell may be named.
+    rows = [["성명", "홍길동"], ["연락처", "010-9876-5432"]]
+    with pytest.raises(IntakeError) as info:
+        read_table(write_csv(tmp_path / "a.csv", rows))
+    assert info.value.code == "missing_columns"
+    for shown in (str(info.value), info.value.localized("ko"), repr(info.value.detail)):
+        assert "홍길동" not in shown and "9876" not in shown
+
+
+def test_missing_name_column_lists_name_aliases(tmp_path: Path) -> None:
+    rows = [["title", "note"], ["메모", "x"], ["No.", "E-mail", "소속"], ["1", "k@example.com", "개발팀"]]
+    with pytest.raises(IntakeError) as info:
+        read_table(write_csv(tmp_path / "a.csv", rows))
+    assert info.value.detail["header_row"] == 3
+    assert info.value.detail["missing"] == ["name"]
+    assert str(info.value).startswith(
+        "The name column is missing. The header row (row 3) has: 'No.', 'E-mail', '소속'."
+    )
+    assert str(info.value).endswith(
+        "Add a column headed one of: 이름 / 성명 / 참가자명 / 참가자 이름 / Name / Full name / Participant name."
+    )
+
+
+def test_a_better_header_row_below_wins_over_a_weak_one(tmp_path: Path) -> None:
+    # Row 1 has a name alias and a note; row 2 has name + email: row 2 is the header.
+    rows = [["성명", "작성자 메모"], ["이름", "이메일"], ["Kim", "k@example.com"]]
+    assert read_table(write_csv(tmp_path / "a.csv", rows)).header_row == 2
 
 
 def test_duplicate_canonical_column_is_rejected(tmp_path: Path) -> None:
@@ -121,6 +183,10 @@ def test_duplicate_canonical_column_is_rejected(tmp_path: Path) -> None:
     assert str(info.value) == (
         "The header row (row 1) has more than one column for the same field "
         "(email: columns B '이메일', C 'Email'). Keep one column per field and upload again."
+    )
+    assert info.value.localized("ko") == (
+        "머리글 행(1행)에 같은 항목의 열이 여러 개 있습니다(이메일: B '이메일', C 'Email' 열). "
+        "항목마다 열을 하나만 남기고 다시 올려 주세요."
     )
 
 
@@ -139,12 +205,13 @@ def test_columns_map_keeps_header_as_written(tmp_path: Path) -> None:
     assert list(table.frame.columns) == ["source_row", "name", "email", "phone", "extra"]
 
 
-def test_header_only_file_is_accepted_with_zero_rows(tmp_path: Path) -> None:
-    table = read_table(write_csv(tmp_path / "a.csv", [["이름", "이메일"], ["", ""]]))
-    assert table.rows == 0
-    assert table.empty_rows == 1
-    assert list(table.frame.columns) == ["source_row", "name", "email", "extra"]
-    assert table.warnings == ["The file has a header row but no data rows."]
+@pytest.mark.parametrize("rows", [[["이름", "이메일"]], [["이름", "이메일"], ["", ""], [" ", "\u00a0"]]])
+def test_header_only_file_is_rejected(tmp_path: Path, rows: list[list[str]]) -> None:
+    with pytest.raises(IntakeError) as info:
+        read_table(write_csv(tmp_path / "a.csv", rows))
+    assert info.value.detail == {"code": "no_data_rows", "header_row": 1, "empty_rows": len(rows) - 1}
+    assert str(info.value) == "The file has a header row but no data rows."
+    assert info.value.localized("ko") == "파일에 머리글 행만 있고 데이터 행이 없습니다."
 
 
 def test_extra_json_escapes(tmp_path: Path) -> None:
@@ -155,21 +222,25 @@ def test_extra_json_escapes(tmp_path: Path) -> None:
 
 
 def test_no_header_message_keeps_personal_data_out(tmp_path: Path) -> None:
-    rows = [["홍길동", "hong@example.com", "010-1234-5678", "개발팀"]]
+    # A header-less file starts with a participant; reasons go to Dagster's event log.
+    rows = [["홍길동", "hong@example.com", "010-1234-5678", "개발팀"], ["김영희", "kim@example.com", "", "영업"]]
     with pytest.raises(IntakeError) as info:
         read_table(write_csv(tmp_path / "a.csv", rows))
-    assert info.value.detail == {"code": "no_header", "headers": ["홍길동", "…", "…", "개발팀"]}
-    assert str(info.value).endswith("The first non-empty row has: '홍길동', '…', '…', '개발팀'.")
+    assert info.value.detail == {"code": "no_header", "scanned_rows": 20, "first_row": 1}
+    shown = str(info.value) + info.value.localized("ko") + repr(info.value.detail)
+    for cell in ("홍길동", "hong", "1234", "개발팀", "김영희", "영업"):
+        assert cell not in shown
 
 
 def test_intake_error_pickles_with_detail() -> None:
     import pickle
 
-    error = IntakeError("The file is empty.", {"code": "empty"})
+    error = IntakeError.of("empty.sheet", {"sheet": "참가자"}, sheet="참가자")
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object, round trip only
-    assert (str(copy), copy.reason, copy.detail, copy.code) == (
-        "The file is empty.",
-        "The file is empty.",
-        {"code": "empty"},
+    assert (str(copy), copy.reason, copy.detail, copy.code, copy.localized("ko")) == (
+        "The sheet '참가자' is empty.",
+        "The sheet '참가자' is empty.",
+        {"code": "empty", "sheet": "참가자"},
         "empty",
+        "'참가자' 시트가 비어 있습니다.",
     )

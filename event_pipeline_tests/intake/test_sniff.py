@@ -10,7 +10,11 @@ from .corpus import (
     MINIMAL_WORKBOOK_XML,
     PDF_BYTES,
     PNG_BYTES,
+    encrypted_xlsx,
     fake_ole2,
+    rename_ole_stream,
+    to_root_layout,
+    with_filepass,
     write_csv,
     write_xls,
     write_xlsx,
@@ -91,13 +95,124 @@ def test_zip_that_is_not_xlsx(tmp_path: Path) -> None:
     [
         ({"word/document.xml": b"<w/>"}, "a Word document (DOCX)"),
         ({"ppt/presentation.xml": b"<p/>"}, "a PowerPoint presentation (PPTX)"),
-        ({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet"}, "an OpenDocument spreadsheet (ODS)"),
-        ({"xl/workbook.bin": b"\x00"}, "an Excel binary workbook (XLSB)"),
+        (
+            {
+                "[Content_Types].xml": b'<Types><Override PartName="/document.xml" ContentType="application/'
+                b'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+            },
+            "a Word document (DOCX)",
+        ),
     ],
 )
 def test_office_zips_named(tmp_path: Path, members: dict[str, bytes], looks_like: str) -> None:
     error = _reason(write_zip(tmp_path / "a.xlsx", members))
     assert error.detail["looks_like"] == looks_like
+
+
+XLSB_CONTENT_TYPES = (
+    b'<Types><Override PartName="/workbook.bin" '
+    b'ContentType="application/vnd.ms-excel.sheet.binary.macroEnabled.main"/></Types>'
+)
+
+
+@pytest.mark.parametrize(
+    ("members", "fmt", "named"),
+    [
+        ({"[Content_Types].xml": b"<Types/>", "xl/workbook.bin": b"\x00"}, "xlsb", "an Excel binary workbook (XLSB)"),
+        (
+            {"[Content_Types].xml": XLSB_CONTENT_TYPES, "workbook.bin": b"\x00"},
+            "xlsb",
+            "an Excel binary workbook (XLSB)",
+        ),
+        (
+            {"mimetype": b"application/vnd.oasis.opendocument.spreadsheet", "content.xml": b"<office/>"},
+            "ods",
+            "an OpenDocument spreadsheet (ODS)",
+        ),
+    ],
+)
+def test_xlsb_and_ods_are_unsupported_formats(tmp_path: Path, members: dict[str, bytes], fmt: str, named: str) -> None:
+    error = _reason(write_zip(tmp_path / "a.xlsx", members))
+    assert error.detail == {"code": "unsupported_format", "format": fmt}
+    assert str(error) == (
+        f"This file is {named}, which cannot be read here. Open it in Excel and save it as "
+        "'Excel Workbook (*.xlsx)', then upload it again."
+    )
+    assert error.localized("ko").startswith("이 파일은 ")
+    assert "'Excel 통합 문서(*.xlsx)'로 저장한 뒤 다시 올려 주세요." in error.localized("ko")
+
+
+def test_xlsx_with_parts_at_the_zip_root_is_left_to_the_library(tmp_path: Path) -> None:
+    # Some generators put workbook.xml at the root; [Content_Types].xml and the relationships say
+    # where it is, and calamine/openpyxl follow them.
+    standard = write_xlsx(tmp_path / "standard.xlsx", {"Sheet": ROWS}).read_bytes()
+    path = tmp_path / "root.xlsx"
+    path.write_bytes(to_root_layout(standard))
+    assert not any(name.startswith("xl/") for name in __import__("zipfile").ZipFile(path).namelist())
+    assert sniff_format(path) == "xlsx"
+    table = read_table(path)
+    assert table.frame[["source_row", "name", "email"]].values.tolist() == [[2, "홍길동", "hong@example.com"]]
+
+
+@pytest.mark.parametrize("stream", ["WORKBOOK", "BOOK"])
+def test_xls_stream_names_are_case_insensitive(tmp_path: Path, stream: str) -> None:
+    written = write_xls(tmp_path / "a.xls", ROWS).read_bytes()
+    path = tmp_path / f"{stream}.xls"
+    path.write_bytes(rename_ole_stream(written, "Workbook", stream))
+    assert sniff_format(path) == "xls"
+    assert read_table(path).frame[["name", "email"]].values.tolist() == [["홍길동", "hong@example.com"]]
+
+
+def test_stream_names_in_cell_text_do_not_count(tmp_path: Path) -> None:
+    # The Hangul makes xlwt store the text as UTF-16LE, exactly how directory names look.
+    rows = [["이름", "이메일", "비고"], ["홍길동", "hong@example.com", "EncryptedPackage 확인"]]
+    path = write_xls(tmp_path / "a.xls", rows)
+    assert "EncryptedPackage".encode("utf-16-le") in path.read_bytes()
+    assert sniff_format(path) == "xls"
+    assert read_table(path).rows == 1
+
+
+PASSWORD_MESSAGE = (
+    "The workbook is password-protected. Open it in Excel, remove the password "
+    "(File > Info > Protect Workbook), save and upload again."
+)
+
+
+def test_password_protected_xlsx(tmp_path: Path) -> None:
+    path = tmp_path / "암호.xlsx"
+    path.write_bytes(encrypted_xlsx())
+    error = _reason(path)
+    assert error.detail == {"code": "password_protected"}
+    assert str(error) == PASSWORD_MESSAGE
+    assert error.localized("ko") == (
+        "통합 문서에 암호가 설정되어 있습니다. Excel에서 파일을 열어 암호를 해제하고"
+        "(파일 > 정보 > 통합 문서 보호) 저장한 뒤 다시 올려 주세요."
+    )
+
+
+def test_password_protected_xls(tmp_path: Path) -> None:
+    # The sniffer cannot see a FILEPASS record; calamine reports it, and that is what is shown.
+    written = write_xls(tmp_path / "a.xls", ROWS).read_bytes()
+    path = tmp_path / "locked.xls"
+    path.write_bytes(with_filepass(written))
+    assert sniff_format(path) == "xls"
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.detail == {"code": "password_protected"}
+    assert str(info.value) == PASSWORD_MESSAGE
+
+
+def test_truncated_xls_is_corrupt_with_offset(tmp_path: Path) -> None:
+    written = write_xls(tmp_path / "a.xls", ROWS).read_bytes()
+    path = tmp_path / "cut.xls"
+    path.write_bytes(written[:3000])
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    offset = info.value.detail["offset"]
+    assert info.value.code == "corrupt"
+    assert isinstance(offset, int) and offset >= 3000  # the sector it needs lies past the end
+    assert str(info.value).startswith(f"This Excel (XLS) file could not be read at byte offset {offset} (")
+    assert info.value.localized("ko").startswith(f"이 Excel(XLS) 파일을 바이트 위치 {offset}에서 읽을 수 없습니다(")
 
 
 def test_xlsx_detected_by_workbook_member(tmp_path: Path) -> None:
@@ -115,26 +230,23 @@ def test_truncated_zip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("streams", "code", "message_start"),
+    ("streams", "message_start"),
     [
-        (("Root Entry", "EncryptedPackage", "EncryptionInfo"), "encrypted", "This Excel file is password-protected."),
         (
             ("Root Entry", "WordDocument", "1Table"),
-            "not_a_table",
-            "This file is not a spreadsheet: it looks like a legacy Word document (DOC).",
+            "This file is not a spreadsheet: it looks like a legacy Word document",
         ),
         (
             ("Root Entry", "Foo"),
-            "not_a_table",
             "This file is not a spreadsheet: it looks like a Microsoft Office compound file",
         ),
     ],
 )
-def test_ole2_that_is_not_a_workbook(tmp_path: Path, streams: tuple[str, ...], code: str, message_start: str) -> None:
+def test_ole2_that_is_not_a_workbook(tmp_path: Path, streams: tuple[str, ...], message_start: str) -> None:
     path = tmp_path / "a.xls"
     path.write_bytes(fake_ole2(*streams))
     error = _reason(path)
-    assert error.detail["code"] == code
+    assert error.detail["code"] == "not_a_table"
     assert str(error).startswith(message_start)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,14 @@ def test_lying_size_declaration_is_caught_while_streaming(tmp_path: Path) -> Non
     finally:
         tracemalloc.stop()
     assert peak < 20 * MB
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo("xl/worksheets/sheet1.xml").header_offset
     assert info.value.detail["code"] == "corrupt"
-    assert str(info.value).startswith("This Excel (XLSX) file is damaged: its ZIP structure is inconsistent")
+    assert info.value.detail["offset"] == offset
+    assert str(info.value).startswith(
+        "This Excel (XLSX) file is damaged: its ZIP structure is inconsistent "
+        f"(member 'xl/worksheets/sheet1.xml' at byte offset {offset}: BadZipFile: "
+    )
 
 
 def test_size_limit_checked_before_reading(tmp_path: Path) -> None:

@@ -96,9 +96,10 @@ def make_world(
             "department": ["" for _ in names],
             "position": ["" for _ in names],
             "extra": ["{}" for _ in names],
+            "source_row": range(2, len(names) + 2),
         }
     )
-    load_participants(engine, event_id=event.id, upload_id="upload-1", rows=frame)
+    load_participants(engine, event_id=event.id, upload_id="upload-1", upload_seq=1, rows=frame)
     tokens_store.issue_missing_tokens(engine, event.id)
     tickets.render_missing_qr_codes(engine, paths, CODEC, event_id=event.id, event_slug=slug, base_url=BASE_URL)
     return MailWorld(engine, paths, event, emails)

@@ -159,7 +159,7 @@ def test_sensor_applies_bounces_and_keeps_its_cursor(
     fake.add_bounce(world.emails[1], created=now)
     resources = {
         "db": DatabaseResource(),
-        "mailer": MailerResource(sendgrid_api_key=fake.api_key, sendgrid_host=fake.host),
+        "mailer": MailerResource(backend="sendgrid", sendgrid_api_key=fake.api_key, sendgrid_host=fake.host),
     }
     with dg.instance_for_test() as instance:
         first = sendgrid_bounce_sensor(dg.build_sensor_context(instance=instance, resources=resources))

@@ -19,7 +19,7 @@ from event_pipeline.defs.jobs import import_job
 from event_pipeline.defs.partitions import UPLOADS
 from event_pipeline.defs.resources import MailerResource, default_resources
 from event_pipeline.defs.sensors import import_failure_sensor
-from event_pipeline.steps.inbox import receive_file
+from event_pipeline.steps.inbox import register_local_file
 from event_pipeline.store.tables import access_tokens
 from event_pipeline.store.uploads import Upload
 from event_pipeline_tests.mail.helpers import custom_args, qr_text
@@ -37,11 +37,11 @@ def instance(var_home: settings.Paths) -> Iterator[dg.DagsterInstance]:
 
 
 def resources_for(fake: FakeSendGrid) -> dict[str, object]:
-    return {**default_resources(), "mailer": MailerResource(sendgrid_api_key=fake.api_key, sendgrid_host=fake.host)}
+    return {**default_resources(), "mailer": MailerResource(backend="sendgrid", sendgrid_api_key=fake.api_key, sendgrid_host=fake.host)}
 
 
 def run_job(instance: dg.DagsterInstance, fake: FakeSendGrid, source: Path) -> tuple[Upload, dg.ExecuteInProcessResult]:
-    upload, _ = receive_file(engine(), settings.paths(), event_slug="devcon-2026", source=source)
+    upload, _ = register_local_file(engine(), settings.paths(), event_slug="devcon-2026", source=source)
     if not instance.has_dynamic_partition(UPLOADS, upload.id):
         instance.add_dynamic_partitions(UPLOADS, [upload.id])
     defs = dg.Definitions(assets=upload_assets, jobs=[import_job], resources=resources_for(fake))

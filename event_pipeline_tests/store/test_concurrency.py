@@ -3,7 +3,8 @@
 Gated: the test holds the event's write gate itself (PostgreSQL: the per-event advisory lock;
 SQLite: the database write lock) until both loader processes are queued behind it, then lets go,
 so the two loads really do contend instead of happening to run one after the other. Free race:
-both start on one signal, which is what two Dagster runs do.
+both start on one signal, which is what two Dagster runs do. Whichever order they end up in,
+B (registered second) is the newer upload, so its names are the ones kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from event_pipeline.store.db import is_postgres
 from event_pipeline.store.events import Event
 from event_pipeline.store.participants import count_participants, event_lock_key
 from event_pipeline.store.tables import participants
+from event_pipeline_tests.store.conftest import register
 
 OVERLAP = 3_000
 PER_UPLOAD = 6_000
@@ -35,24 +37,25 @@ def _rows(start: int, stop: int, name: str) -> Any:
 
 
 def load_in_child(
-    url: str, event_id: int, upload_id: str, start: int, name: str, ready: Any, go: Any, out: Any
+    url: str, event_id: int, upload_id: str, seq: int, start: int, name: str, ready: Any, go: Any, out: Any
 ) -> None:
     """Runs in a spawned process: its own interpreter, engine and connections."""
     from event_pipeline.store.db import make_engine
     from event_pipeline.store.participants import load_participants
 
     rows = _rows(start, start + PER_UPLOAD, name)
+    rows.insert(0, "source_row", range(2, 2 + len(rows)))
     engine = make_engine(url)
     with engine.connect():
         pass  # connect before the start signal, so both loads begin within microseconds
     ready.set()
     go.wait(timeout=120)
     try:
-        counts = load_participants(engine, event_id=event_id, upload_id=upload_id, rows=rows)
+        counts = load_participants(engine, event_id=event_id, upload_id=upload_id, upload_seq=seq, rows=rows)
     except Exception as exc:
         out.put((upload_id, "error", repr(exc)))
         raise
-    out.put((upload_id, "ok", (counts.new, counts.updated, counts.unchanged)))
+    out.put((upload_id, "ok", (counts.new, counts.updated, counts.unchanged, counts.stale)))
 
 
 def _waiting_for_event_lock(conn: sa.Connection, event_id: int) -> int:
@@ -78,13 +81,14 @@ def test_two_processes_loading_overlapping_rows_into_one_event(
     out = ctx.Queue()
     go = ctx.Event()
     readies = [ctx.Event(), ctx.Event()]
+    (a, seq_a), (b, seq_b) = register(engine, event, "a"), register(engine, event, "b")
     jobs = [
-        ("upload-a", 0, "From A"),
-        ("upload-b", PER_UPLOAD - OVERLAP, "From B"),
+        (a, seq_a, 0, "From A"),
+        (b, seq_b, PER_UPLOAD - OVERLAP, "From B"),
     ]
     procs = [
-        ctx.Process(target=load_in_child, args=(database_url, event.id, upload_id, start, name, ready, go, out))
-        for (upload_id, start, name), ready in zip(jobs, readies, strict=True)
+        ctx.Process(target=load_in_child, args=(database_url, event.id, upload_id, seq, start, name, ready, go, out))
+        for (upload_id, seq, start, name), ready in zip(jobs, readies, strict=True)
     ]
 
     if gated:
@@ -107,12 +111,12 @@ def test_two_processes_loading_overlapping_rows_into_one_event(
         p.join(timeout=60)
         assert p.exitcode == 0
 
-    (new_a, upd_a, same_a), (new_b, upd_b, same_b) = results["upload-a"], results["upload-b"]
-    assert new_a + new_b == DISTINCT
-    assert upd_a + upd_b == OVERLAP  # whichever went second found the overlap and renamed it
-    assert same_a == same_b == 0
-    assert sorted([(new_a, upd_a), (new_b, upd_b)]) == [(PER_UPLOAD - OVERLAP, OVERLAP), (PER_UPLOAD, 0)]
-    second_name = "From B" if upd_b else "From A"
+    got_a, got_b = tuple(results[a]), tuple(results[b])
+    # Whichever went second found the overlap: B renames it, A finds it held by the newer B.
+    assert (got_a, got_b) in [
+        ((PER_UPLOAD, 0, 0, 0), (PER_UPLOAD - OVERLAP, OVERLAP, 0, 0)),  # A first
+        ((PER_UPLOAD - OVERLAP, 0, OVERLAP, OVERLAP), (PER_UPLOAD, 0, 0, 0)),  # B first
+    ], (got_a, got_b)
 
     with engine.connect() as conn:
         assert count_participants(conn, event.id) == DISTINCT
@@ -131,7 +135,7 @@ def test_two_processes_loading_overlapping_rows_into_one_event(
             )
             .group_by(participants.c.name)
         ).all()
-        assert [tuple(r) for r in overlap_names] == [(second_name, OVERLAP)]
+        assert [tuple(r) for r in overlap_names] == [("From B", OVERLAP)]
 
 
 def _release_when_both_queued(engine: Engine, event: Event, procs: list[Any], readies: list[Any], go: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -12,9 +13,14 @@ from event_pipeline.store.db import is_postgres
 from event_pipeline.store.events import Event, create_event
 from event_pipeline.store.participants import count_participants, load_participants
 from event_pipeline.store.tables import access_tokens, participants
-from event_pipeline_tests.store.conftest import frame, person
+from event_pipeline_tests.store.conftest import frame, person, register
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def _load(engine: Engine, event: Event, tag: str, rows: pd.DataFrame) -> None:
+    upload_id, seq = register(engine, event, tag)
+    load_participants(engine, event_id=event.id, upload_id=upload_id, upload_seq=seq, rows=rows)
 
 
 def _participant(conn: sa.Connection, event_id: int, email: str) -> int:
@@ -79,7 +85,7 @@ def test_public_ids_are_unique_across_participants(engine: Engine, event: Event)
 
 
 def test_a_failing_load_writes_nothing(engine: Engine, event: Event) -> None:
-    load_participants(engine, event_id=event.id, upload_id="u1", rows=frame([person(1, "Kim")]))
+    _load(engine, event, "u1", frame([person(1, "Kim")]))
     # The changed row is written before the failing insert, so a partial write would show.
     rows = frame([person(1, "Kim Changed"), person(2), person(3)])
     if is_postgres(engine):
@@ -95,24 +101,25 @@ def test_a_failing_load_writes_nothing(engine: Engine, event: Event) -> None:
         expected = sa.exc.IntegrityError
 
     with pytest.raises(expected):
-        load_participants(engine, event_id=event.id, upload_id="u2", rows=rows)
+        _load(engine, event, "u2", rows)
 
+    u1 = register(engine, event, "u1")[0]
     with engine.connect() as conn:
         names = conn.execute(
             sa.select(participants.c.email_norm, participants.c.name, participants.c.updated_upload_id)
         )
-        assert [tuple(r) for r in names] == [("p1@example.com", "Kim", "u1")]
+        assert [tuple(r) for r in names] == [("p1@example.com", "Kim", u1)]
 
 
 def test_reloading_does_not_burn_participant_ids(engine: Engine, event: Event) -> None:
     # participants.id is a 32-bit serial; an upsert that drew an id per skipped row would run it
     # out after a few thousand re-uploads of a large file.
     rows = frame([person(i) for i in range(500)])
-    load_participants(engine, event_id=event.id, upload_id="u1", rows=rows)
-    load_participants(engine, event_id=event.id, upload_id="u2", rows=rows)
-    load_participants(engine, event_id=event.id, upload_id="u3", rows=frame([person(i, "changed") for i in range(500)]))
+    _load(engine, event, "u1", rows)
+    _load(engine, event, "u2", rows)
+    _load(engine, event, "u3", frame([person(i, "changed") for i in range(500)]))
 
-    load_participants(engine, event_id=event.id, upload_id="u4", rows=frame([person(10_000)]))
+    _load(engine, event, "u4", frame([person(10_000)]))
 
     with engine.connect() as conn:
         newest = conn.execute(sa.select(sa.func.max(participants.c.id))).scalar_one()

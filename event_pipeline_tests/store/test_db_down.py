@@ -16,20 +16,22 @@ from event_pipeline.store.events import create_event
 from event_pipeline.store.migrate import upgrade
 from event_pipeline.store.participants import DatabaseUnavailable, LoadCounts, load_participants
 from event_pipeline.store.tables import participants
-from event_pipeline_tests.store.conftest import frame, person
+from event_pipeline_tests.store.conftest import frame, person, register
 from event_pipeline_tests.support.postgres import PostgresServer, PostgresUnavailable, free_port
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_an_unreachable_database_is_reported_clearly(tmp_path: Path, backend: str) -> None:
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/no/such/dir/db.sqlite"
+        # make_engine creates a missing folder for the file, so: a "folder" that is a file.
+        (tmp_path / "not-a-dir").write_bytes(b"")
+        url = f"sqlite:///{tmp_path}/not-a-dir/db.sqlite"
     else:
         url = f"postgresql+psycopg://app:s3cret@127.0.0.1:{free_port()}/participants"  # nothing listens
     engine = make_engine(url)
     try:
         with pytest.raises(DatabaseUnavailable) as caught:
-            load_participants(engine, event_id=1, upload_id="devcon-2026-abc", rows=frame([person(1)]))
+            load_participants(engine, event_id=1, upload_id="devcon-2026-abc", upload_seq=1, rows=frame([person(1)]))
     finally:
         dispose_engines()
 
@@ -70,7 +72,10 @@ def test_losing_the_database_mid_load_rolls_the_whole_load_back(own_server: Post
     engine = make_engine(url)
     upgrade(engine)
     event = create_event(engine, slug="devcon-2026", name="DevCon", organiser_email="org@example.com")
-    load_participants(engine, event_id=event.id, upload_id="u1", rows=frame([person(i, "Old") for i in range(100)]))
+    (u1, seq1), (u2, seq2) = register(engine, event, "u1"), register(engine, event, "u2")
+    load_participants(
+        engine, event_id=event.id, upload_id=u1, upload_seq=seq1, rows=frame([person(i, "Old") for i in range(100)])
+    )
 
     # Another session inserts one of the new emails and does not commit: the load's INSERT
     # waits on it after the UPDATE of the 100 renamed rows and part of the INSERT are done.
@@ -85,7 +90,7 @@ def test_losing_the_database_mid_load_rolls_the_whole_load_back(own_server: Post
 
     def load() -> None:
         try:
-            load_participants(engine, event_id=event.id, upload_id="u2", rows=rows)
+            load_participants(engine, event_id=event.id, upload_id=u2, upload_seq=seq2, rows=rows)
         except BaseException as exc:
             failure.append(exc)
 
@@ -114,9 +119,9 @@ def test_losing_the_database_mid_load_rolls_the_whole_load_back(own_server: Post
     with engine.connect() as conn:
         left = conn.execute(sa.select(participants.c.email_norm, participants.c.name, participants.c.updated_upload_id))
         rows_after = {r.email_norm: (r.name, r.updated_upload_id) for r in left}
-    assert rows_after == {f"p{i}@example.com": ("Old", "u1") for i in range(100)}
+    assert rows_after == {f"p{i}@example.com": ("Old", u1) for i in range(100)}
 
     # Once the database is back, the retried load does everything, and counts as if first.
-    assert load_participants(engine, event_id=event.id, upload_id="u2", rows=rows) == LoadCounts(
+    assert load_participants(engine, event_id=event.id, upload_id=u2, upload_seq=seq2, rows=rows) == LoadCounts(
         new=9_900, updated=100, unchanged=0
     )

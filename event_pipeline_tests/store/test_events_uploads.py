@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -98,8 +100,65 @@ def test_update_upload_sets_finished_at_on_terminal_status_and_rejects_unknown_f
 
     with pytest.raises(ValueError, match="unknown upload fields"):
         uploads_store.update_upload(engine, up.id, colour="red")
+    with pytest.raises(ValueError, match="never changed"):
+        uploads_store.update_upload(engine, up.id, seq=0)
 
 
 def test_a_long_original_name_is_cut_to_the_column_size(engine: Engine, event: Event) -> None:
     up, _ = _register(engine, event, SHA_A, "참가자" * 200 + ".csv")
     assert len(up.original_name) == 255
+
+
+def test_uploads_are_numbered_in_registration_order(engine: Engine, event: Event) -> None:
+    other = create_event(engine, slug="other-2026", name="Other", organiser_email="org@example.com")
+    a, _ = _register(engine, event, SHA_A)
+    again, _ = _register(engine, event, SHA_A)  # a duplicate takes no number from the order
+    b, _ = _register(engine, other, SHA_A)
+    c, _ = _register(engine, event, SHA_B)
+
+    assert again.seq == a.seq
+    assert a.seq < b.seq < c.seq
+    with engine.connect() as conn:
+        assert [u.id for u in uploads_store.list_uploads(conn)] == [c.id, b.id, a.id]
+        assert uploads_store.newer_uploads_exist(conn, event.id, a.seq)
+        assert not uploads_store.newer_uploads_exist(conn, event.id, c.seq)
+        assert not uploads_store.newer_uploads_exist(conn, other.id, b.seq)  # c is another event's
+
+
+def test_concurrent_registrations_get_distinct_numbers(engine: Engine, event: Event) -> None:
+    shas = [f"{i:x}" * 64 for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        registered = list(pool.map(lambda sha: _register(engine, event, sha[:64]), shas))
+
+    assert all(created for _, created in registered)
+    assert len({u.seq for u, _ in registered}) == len(shas)
+
+
+def test_original_path_and_mail_note_are_kept(engine: Engine, event: Event) -> None:
+    up, _ = uploads_store.register_upload(
+        engine,
+        upload_id=uploads_store.upload_id_for(event.slug, SHA_A),
+        event_id=event.id,
+        sha256=SHA_A,
+        original_name="list.csv",
+        stored_path="/store/original.csv",
+        size_bytes=1,
+        inbox_path="/inbox/devcon-2026/list.csv",
+        original_path="/received/devcon-2026/x.csv",
+    )
+    assert (up.inbox_path, up.original_path, up.mail_note) == (
+        "/inbox/devcon-2026/list.csv",
+        "/received/devcon-2026/x.csv",
+        None,
+    )
+
+    note = "mail paused: provider refused the key (HTTP 401)"
+    uploads_store.update_upload(engine, up.id, original_path="/processed/devcon-2026/list.csv", mail_note=note)
+    with engine.connect() as conn:
+        moved = uploads_store.get_upload(conn, up.id)
+    assert moved is not None
+    assert (moved.inbox_path, moved.original_path, moved.mail_note) == (
+        "/inbox/devcon-2026/list.csv",
+        "/processed/devcon-2026/list.csv",
+        note,
+    )

@@ -10,12 +10,13 @@ from sqlalchemy.engine import Engine
 from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.defs.partitions import UPLOADS
-from event_pipeline.defs.resources import migrated_engine
-from event_pipeline.steps.inbox import receive_file
+from event_pipeline.steps.inbox import register_local_file
+from event_pipeline.store.db import make_engine
 from event_pipeline.store.events import Event, create_event
+from event_pipeline.store.migrate import app_engine, upgrade
 from event_pipeline.store.uploads import Upload
 
-# The lineage of one upload, as DESIGN.md draws it.
+# The lineage of one upload, as docs/architecture.md draws it.
 ASSET_CHAIN = [
     "upload_file",
     "parsed_rows",
@@ -27,9 +28,16 @@ ASSET_CHAIN = [
     "import_report",
 ]
 
+_migrated: set[str] = set()
+
 
 def engine() -> Engine:
-    return migrated_engine(settings.database_url())
+    """The app's engine for the test's database, migrated once as `event-pipeline init` would."""
+    url = settings.database_url()
+    if url not in _migrated:
+        upgrade(make_engine(url))
+        _migrated.add(url)
+    return app_engine(url)
 
 
 def make_event(slug: str = "devcon-2026", *, language: str = "ko") -> Event:
@@ -38,13 +46,35 @@ def make_event(slug: str = "devcon-2026", *, language: str = "ko") -> Event:
     )
 
 
-def run_import(
-    instance: dg.DagsterInstance, source: Path, *, event_slug: str = "devcon-2026", strict: bool = False
-) -> tuple[Upload, dg.ExecuteInProcessResult]:
-    upload, _ = receive_file(engine(), settings.paths(), event_slug=event_slug, source=source, strict=strict)
-    if not instance.has_dynamic_partition(UPLOADS, upload.id):
-        instance.add_dynamic_partitions(UPLOADS, [upload.id])
-    result = defs.resolve_job_def("import_upload").execute_in_process(
-        instance=instance, partition_key=upload.id, raise_on_error=False
+def add_partition(instance: dg.DagsterInstance, upload_id: str) -> None:
+    if not instance.has_dynamic_partition(UPLOADS, upload_id):
+        instance.add_dynamic_partitions(UPLOADS, [upload_id])
+
+
+def run_upload(
+    instance: dg.DagsterInstance, upload_id: str, *, definitions: dg.Definitions = defs, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    add_partition(instance, upload_id)
+    job = definitions.resolve_job_def("import_upload")
+    tags = {"dagster/partition": upload_id, **kwargs.pop("tags", {})}  # type: ignore[dict-item]
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=upload_id,
+        raise_on_error=False,
+        tags=tags,
+        **kwargs,  # type: ignore[arg-type]
     )
-    return upload, result
+
+
+def run_import(
+    instance: dg.DagsterInstance,
+    source: Path,
+    *,
+    event_slug: str = "devcon-2026",
+    strict: bool = False,
+    definitions: dg.Definitions = defs,
+) -> tuple[Upload, dg.ExecuteInProcessResult]:
+    upload, _ = register_local_file(
+        engine(), settings.paths(), event_slug=event_slug, source=source, strict=strict or None
+    )
+    return upload, run_upload(instance, upload.id, definitions=definitions)
