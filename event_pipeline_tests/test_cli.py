@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -12,6 +13,14 @@ from event_pipeline import settings
 from event_pipeline.cli import main
 from event_pipeline_tests.support.participants import sample, write_csv
 from event_pipeline_tests.support.pipeline import ASSET_CHAIN
+
+
+def last_json(output: str) -> dict[str, Any]:
+    """The JSON document the command printed last (Dagster's run log may precede it)."""
+    start = output.rindex("\n{\n") + 1 if "\n{\n" in output else output.index("{")
+    data = json.loads(output[start:])
+    assert isinstance(data, dict)
+    return data
 
 
 @pytest.fixture
@@ -98,7 +107,7 @@ def test_import_json_then_status(cli: CliRunner, tmp_path: Path) -> None:
     source = write_csv(tmp_path / "i.csv", sample(12, invalid=1, duplicates=1).rows)
     result = cli.invoke(main, ["import", str(source), "--event", "devcon-2026", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{") :])
+    summary = last_json(result.output)
     assert summary["status"] == "done" and summary["ran"] is True
     assert (summary["rows_in_file"], summary["loaded_new"], summary["rejected"], summary["duplicates_in_file"]) == (
         12,
@@ -125,5 +134,29 @@ def test_import_of_rejected_file_exits_nonzero_with_reason(cli: CliRunner, tmp_p
     empty.write_bytes(b"")
     result = cli.invoke(main, ["import", str(empty), "--event", "devcon-2026", "--json"])
     assert result.exit_code == 2
-    summary = json.loads(result.output[result.output.index("{") :])
+    summary = last_json(result.output)
     assert summary["status"] == "rejected" and "empty.csv" in summary["reason"]
+
+
+def test_only_init_and_migrate_migrate_and_others_say_which_to_run(var_home: settings.Paths) -> None:
+    from event_pipeline.store.db import dispose_engines, make_engine
+    from event_pipeline.store.migrate import current_revision, head_revision, upgrade
+
+    upgrade(make_engine(settings.database_url()), "0001")  # a database an older release left
+    dispose_engines()
+    runner = CliRunner()
+    stale = runner.invoke(main, ["status"])
+    assert stale.exit_code != 0 and "event-pipeline migrate" in stale.output
+    assert current_revision(make_engine(settings.database_url())) == "0001"  # nothing migrated behind our back
+    migrated = runner.invoke(main, ["migrate"])
+    assert migrated.exit_code == 0 and head_revision() in migrated.output
+    assert runner.invoke(main, ["status"]).exit_code == 0
+
+
+def test_init_leaves_the_var_dir_private(cli: CliRunner, var_home: settings.Paths) -> None:
+    import stat
+
+    for path in [var_home.home, *var_home.all_dirs()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in [var_home.secrets_env, var_home.db_file]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -17,6 +17,7 @@ from event_pipeline.defs.resources import (
     StorageResource,
     mail_context,
 )
+from event_pipeline.mail.dispatch import DispatchStats
 from event_pipeline.steps import imports
 from event_pipeline.steps.rows import UploadRejected
 
@@ -177,8 +178,8 @@ def qr_codes(
 def welcome_emails(
     context: dg.AssetExecutionContext, db: DatabaseResource, mailer: MailerResource, tokens: AccessTokensResource
 ) -> dg.MaterializeResult:
-    def progress(stats: object) -> None:
-        context.log.info(f"welcome emails: {stats}")
+    def progress(stats: DispatchStats) -> None:
+        context.log.info(f"welcome emails: {stats.sent} sent, {stats.retrying} to retry, {stats.failed} failed")
 
     welcome = imports.send_welcome(db.engine(), mail_context(mailer, tokens), context.partition_key, progress=progress)
     if welcome.run.new_pause:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_KEEP_PUNCT = frozenset(".-_ ")
+# What people put in file names ("list (1).csv", "A&B [final].xlsx") and every file system takes.
+_KEEP_PUNCT = frozenset(".-_ ()[]+,&")
 _SUFFIX = re.compile(r"[a-z0-9]+", re.ASCII)
 _MAX_SUFFIX = 10
 _FALLBACK = "file"

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from event_pipeline.access.tokens import TokenCodec
 from event_pipeline.inbox.manifest import ManifestError, read_manifest
+from event_pipeline.mail.dispatch import DispatchStats
 from event_pipeline.settings import Paths
 from event_pipeline.steps import inbox, messages, rows, tickets
 from event_pipeline.steps.rows import UploadRejected
@@ -127,7 +128,11 @@ def render_tickets(engine: Engine, paths: Paths, upload_id: str, codec: TokenCod
 
 
 def send_welcome(
-    engine: Engine, ctx: messages.MailContext, upload_id: str, *, progress: Callable[[object], None] | None = None
+    engine: Engine,
+    ctx: messages.MailContext,
+    upload_id: str,
+    *,
+    progress: Callable[[DispatchStats], None] | None = None,
 ) -> Welcome:
     """``welcome_emails``: a refused key pauses mail but never fails the import (its data is in)."""
     upload = get_upload(engine, upload_id)

@@ -37,7 +37,10 @@ def instance(var_home: settings.Paths) -> Iterator[dg.DagsterInstance]:
 
 
 def resources_for(fake: FakeSendGrid) -> dict[str, object]:
-    return {**default_resources(), "mailer": MailerResource(backend="sendgrid", sendgrid_api_key=fake.api_key, sendgrid_host=fake.host)}
+    return {
+        **default_resources(),
+        "mailer": MailerResource(backend="sendgrid", sendgrid_api_key=fake.api_key, sendgrid_host=fake.host),
+    }
 
 
 def run_job(instance: dg.DagsterInstance, fake: FakeSendGrid, source: Path) -> tuple[Upload, dg.ExecuteInProcessResult]:

@@ -216,3 +216,42 @@ def test_finish_hands_the_original_back(var_home: settings.Paths, ok: bool) -> N
     # Repeating it is harmless.
     inbox.finish_upload_file(engine(), var_home, after, ok=ok)
     assert _uploads()[0].original_path == str(moved)
+
+
+WRITER = """
+import sys, time
+rows = sys.argv[2:]
+with open(sys.argv[1], "ab", buffering=0) as fh:  # held open like a slow copy or a download
+    fh.write("이름,이메일\\r\\n".encode())
+    for row in rows:
+        time.sleep(12)
+        fh.write((row + "\\r\\n").encode())
+"""
+
+
+@pytest.mark.slow
+def test_a_file_appended_every_12_seconds_for_a_minute_is_imported_once_and_whole(var_home: settings.Paths) -> None:
+    make_event()
+    rows = [f"참가자{i},slow{i}@example.com" for i in range(5)]
+    path = var_home.inbox / SLUG / "slow.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), *rows])
+    registered: list[inbox.Registered] = []
+    deadline = time.monotonic() + 150
+    try:
+        # Look the way the sensor does (real clock, default quiet period) until the file is in.
+        while not registered and time.monotonic() < deadline:
+            seen = inbox.watch_inbox(engine(), var_home)
+            if writer.poll() is None:
+                assert seen.registered == [], "read while a writer still held the file open"
+            registered += seen.registered
+            time.sleep(1)  # the sensor's interval; what is waited for is the state above
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait(timeout=30)
+    assert writer.returncode == 0
+    [upload] = _uploads()
+    assert [r.upload_id for r in registered] == [upload.id]
+    held = Path(upload.original_path or "")
+    assert held.read_bytes().decode().splitlines()[1:] == rows  # complete: every appended row
