@@ -59,10 +59,12 @@ def import_upload(path: str, home: str, profile_dir: str | None = None) -> dict[
     out = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     text = out.stdout
-    # The summary is the first JSON object on stdout; py-spy may print its own lines after it.
+    # The summary is the JSON object that starts on a line of its own (Dagster's run log comes
+    # before it, py-spy may print its own lines after it).
+    start_at = text.find("\n{\n") + 1 if "\n{\n" in text else text.find("{")
     summary = (
-        json.JSONDecoder().raw_decode(text, text.index("{"))[0]
-        if "{" in text
+        json.JSONDecoder().raw_decode(text, start_at)[0]
+        if start_at >= 0
         else {"status": "error", "stderr": out.stderr[-2000:]}
     )
     # ru_maxrss of the largest child (the import process) is what a 50 MB upload costs.
@@ -132,15 +134,6 @@ def email_record(n: int) -> dict[str, Any]:
     return {"rows": first["sent"], "ours_s": first["seconds"], **result}
 
 
-def _env_with_secrets(env: dict[str, str], home: str) -> dict[str, str]:
-    """What `make run` does: the key `init` generated, in the daemon's environment."""
-    from event_pipeline.settings import paths, read_env_file
-
-    for name, value in read_env_file(paths(home).secrets_env).items():
-        env.setdefault(name, value)
-    return env
-
-
 def drop_to_done(home: str) -> dict[str, Any]:
     """Latency of a small file through a real dagster-daemon: drop -> upload done."""
     import sqlalchemy as sa
@@ -160,7 +153,7 @@ def drop_to_done(home: str) -> dict[str, Any]:
         check=True,
         capture_output=True,
     )
-    env = _env_with_secrets(env, home)
+    # No secrets passed: the code location reads the var dir's secrets.env like any process.
     daemon = subprocess.Popen(
         [str(binp / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
         cwd=REPO,
