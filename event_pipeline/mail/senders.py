@@ -142,13 +142,16 @@ class OutboxSender:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._ready = False
 
     def path_for(self, message: OutgoingMessage) -> Path:
         stem = message.key.replace(":", "-").replace("/", "-") or uuid.uuid4().hex
         return self.directory / f"{stem}.eml"
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        private_dir(self.directory)
+        if not self._ready:  # once per sender: this runs for every message of a big upload
+            private_dir(self.directory)
+            self._ready = True
         target = self.path_for(message)
         data = build_mime(message).as_bytes()
         # Write-then-rename: a reader (or a crash) never sees half a message.
