@@ -236,8 +236,8 @@ def _upload_summary(upload_id: str) -> dict[str, Any]:
 @click.option("--max-errors", default=1000, show_default=True, help="Errors listed at most.")
 def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors: int) -> None:
     """Dry run: read and validate PATH as an import would, writing nothing. Exit 0 accepted, 2 rejected."""
-    from event_pipeline.intake import DEFAULT_MAX_BYTES, IntakeError
-    from event_pipeline.steps.rows import judge, read_file
+    from event_pipeline.intake import IntakeError, read_table
+    from event_pipeline.steps.rows import judge
 
     report: dict[str, Any] = {
         "status": "rejected",
@@ -254,7 +254,7 @@ def check(path: Path, strict: bool, sheet: str | None, as_json: bool, max_errors
         "errors": [],
     }
     try:
-        parsed = read_file(path, max_bytes=DEFAULT_MAX_BYTES, sheet=sheet)
+        parsed = read_table(path, sheet=sheet)
     except IntakeError as exc:
         report["reason"] = f"{path.name}: {exc}"
     else:

@@ -44,6 +44,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             yield fh
+            fh.flush()
+            # On disk before the rename: these files are the data plane, not a cache.
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ ACTIVE_STATUSES = {
 CHAIN = [a.key for a in upload_assets]
 
 
-def _history(instance: dg.DagsterInstance, upload_id: str) -> reconcile.History:
+def upload_history(instance: dg.DagsterInstance, upload_id: str) -> reconcile.History:
     """What Dagster knows of one upload: its runs, and which assets are materialized."""
     runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": upload_id}, job_name=import_job.name))
     done = {
@@ -50,11 +50,11 @@ def reconcile_requests(
     requests = run_requests(fresh, **{"event_pipeline/reconciled": "true"})
     if fresh:
         # Schedules cannot return partition requests as sensors do: add them before the runs.
-        context.instance.add_dynamic_partitions(UPLOADS, list(dict.fromkeys(r.upload_id for r in fresh)))
+        context.instance.add_dynamic_partitions(UPLOADS, [r.upload_id for r in fresh])
     # 2. Uploads whose import never finished and has no run in flight: resumed from the first
     #    asset not materialized, never replayed from the start.
     chain = [k.to_user_string() for k in CHAIN]
-    for plan in reconcile.plan(engine, chain, lambda upload_id: _history(context.instance, upload_id)):
+    for plan in reconcile.plan(engine, chain, lambda upload_id: upload_history(context.instance, upload_id)):
         if not context.instance.has_dynamic_partition(UPLOADS, plan.upload_id):
             context.instance.add_dynamic_partitions(UPLOADS, [plan.upload_id])
         requests.append(

@@ -6,17 +6,15 @@ mojibake otherwise) and OWASP CSV-injection escaping, since the cells are attack
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from event_pipeline.files import private_dir
+from event_pipeline import files
 from event_pipeline.schemas.results import RowError
 
 # Leading characters that make Excel/LibreOffice treat a cell as a formula (OWASP), plus their
@@ -57,36 +55,46 @@ def _original_columns(original: pd.DataFrame, rows: set[int]) -> tuple[list[str]
     return names, values
 
 
-def write_error_report(path: Path, errors: Sequence[RowError], original: pd.DataFrame) -> int:
+def _existing(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The original-column names and the lines of a report written earlier ([] if none)."""
+    if not path.is_file():
+        return [], []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        lines = list(csv.reader(fh))
+    return (lines[0][len(REPORT_HEADER) :], lines[1:]) if lines else ([], [])
+
+
+def write_error_report(
+    path: Path, errors: Sequence[RowError], original: pd.DataFrame, *, keep_existing: bool = False
+) -> int:
     """Write ``row,column,message,<original columns...>`` as CSV atomically; return data rows written.
 
     ``original`` is the raw frame (``ParsedTable.frame``); each error line carries that row's
     values so the organiser can fix the file without cross-referencing. Lines follow ``errors``'
-    order. The file appears complete or not at all (temp file + fsync + rename).
+    order; with ``keep_existing`` they come after the lines of the report already at ``path``
+    (a later step adding its findings). The file appears complete or not at all.
     """
     path = Path(path)
+    kept_names, kept_lines = _existing(path) if keep_existing else ([], [])
     names, values = _original_columns(original, {e.row for e in errors})
-    private_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-            writer.writerow([neutralise(h) for h in (*REPORT_HEADER, *names)])
-            for error in errors:
-                row_values = values.get(error.row, {})
-                writer.writerow(
-                    [
-                        str(error.row),
-                        neutralise(error.column),
-                        neutralise(error.message),
-                        *(neutralise(row_values.get(name, "")) for name in names),
-                    ]
-                )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    names = [*kept_names, *(n for n in names if n not in kept_names)]
+    width = len(REPORT_HEADER) + len(names)
+    with files.atomic_writer(path) as raw:
+        fh = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow([neutralise(h) for h in (*REPORT_HEADER, *names)])
+        # Earlier lines were neutralised when first written (and neutralising is idempotent).
+        writer.writerows(line + [""] * (width - len(line)) for line in kept_lines)
+        for error in errors:
+            row_values = values.get(error.row, {})
+            writer.writerow(
+                [
+                    str(error.row),
+                    neutralise(error.column),
+                    neutralise(error.message),
+                    *(neutralise(row_values.get(name, "")) for name in names),
+                ]
+            )
+        fh.flush()
+        fh.detach()  # the writer closes (and renames) the underlying file
     return len(errors)

@@ -28,7 +28,6 @@ from event_pipeline.store.uploads import Upload
 @dataclass(frozen=True)
 class Received:
     upload_id: str
-    event_id: int
     event_slug: str
     file_name: str
     size_bytes: int
@@ -79,8 +78,7 @@ def receive(engine: Engine, upload_id: str) -> Received:
         uploads_store.update_upload(engine, upload.id, status="running", reason=None)
     return Received(
         upload_id=upload.id,
-        event_id=upload.event_id,
-        event_slug=rows.event_slug(engine, upload),
+        event_slug=inbox.event_slug(engine, upload),
         file_name=upload.original_name,
         size_bytes=upload.size_bytes,
         sha256=upload.sha256,
@@ -120,7 +118,7 @@ def issue_tokens(engine: Engine, upload_id: str, codec: Callable[[], TokenCodec]
 
 def render_tickets(engine: Engine, paths: Paths, upload_id: str, codec: TokenCodec, *, base_url: str) -> Tickets:
     upload = get_upload(engine, upload_id)
-    slug = rows.event_slug(engine, upload)
+    slug = inbox.event_slug(engine, upload)
     rendered = tickets.render_missing_qr_codes(
         engine, paths, codec, event_id=upload.event_id, event_slug=slug, base_url=base_url
     )

@@ -296,13 +296,13 @@ def finish_upload_file(engine: Engine, paths: Paths, upload: Upload, *, ok: bool
     target_root = paths.processed if ok else paths.rejected
     if current.parent.parent == target_root or not current.exists():
         return
-    folder = target_root / _event_folder(engine, upload)
+    folder = target_root / event_slug(engine, upload)
     moved = moves.move_aside(current, folder, name_hint=upload.original_name, reason=reason)
     old_reason = current.with_name(current.name + ".reason.txt")
     old_reason.unlink(missing_ok=True)
     uploads_store.update_upload(engine, upload.id, original_path=str(moved))
 
 
-def _event_folder(engine: Engine, upload: Upload) -> str:
+def event_slug(engine: Engine, upload: Upload) -> str:
     with engine.connect() as conn:
         return events_store.get_event_by_id(conn, upload.event_id).slug

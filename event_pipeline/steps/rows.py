@@ -15,11 +15,10 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from event_pipeline import files
-from event_pipeline.intake import IntakeError, ParsedTable, read_table
+from event_pipeline.intake import IntakeError, read_table
 from event_pipeline.schemas import RowError, dedupe_in_file, validate_participants, write_error_report
 from event_pipeline.schemas.results import ValidationOutcome
 from event_pipeline.settings import Paths
-from event_pipeline.store import events as events_store
 from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.participants import LoadCounts, load_participants
 from event_pipeline.store.uploads import Upload
@@ -84,10 +83,6 @@ class ValidationFacts:
     error_report_path: str | None
 
 
-def upload_folder(paths: Paths, upload_id: str) -> Path:
-    return paths.upload_dir(upload_id)
-
-
 def judge(parsed_frame: pd.DataFrame, *, strict: bool, default_region: str) -> Judgement:
     outcome = validate_participants(parsed_frame, default_region=default_region)
     deduped = dedupe_in_file(outcome.valid)
@@ -100,17 +95,13 @@ def judge(parsed_frame: pd.DataFrame, *, strict: bool, default_region: str) -> J
     )
 
 
-def read_file(path: Path, *, max_bytes: int, sheet: str | None) -> ParsedTable:
-    return read_table(path, max_bytes=max_bytes, sheet=sheet)
-
-
 def _write_frame(frame: pd.DataFrame, target: Path) -> None:
     with files.atomic_writer(target) as fh:
         frame.to_parquet(fh, index=False)
 
 
 def _read_frame(paths: Paths, upload: Upload, name: str) -> pd.DataFrame:
-    source = upload_folder(paths, upload.id) / name
+    source = paths.upload_dir(upload.id) / name
     if not source.is_file():
         raise FileNotFoundError(
             f"{source} is missing: every process that runs steps of upload {upload.id} must share the upload store"
@@ -121,10 +112,10 @@ def _read_frame(paths: Paths, upload: Upload, name: str) -> pd.DataFrame:
 def parse_upload(engine: Engine, paths: Paths, upload: Upload, *, max_bytes: int, sheet: str | None) -> ParseFacts:
     """Read the stored original into ``parsed.parquet``; an unreadable file rejects the upload."""
     try:
-        parsed = read_file(Path(upload.stored_path), max_bytes=max_bytes, sheet=sheet)
+        parsed = read_table(Path(upload.stored_path), max_bytes=max_bytes, sheet=sheet)
     except IntakeError as exc:
         raise reject(engine, upload, f"{upload.original_name}: {exc}") from None
-    _write_frame(parsed.frame, upload_folder(paths, upload.id) / PARSED)
+    _write_frame(parsed.frame, paths.upload_dir(upload.id) / PARSED)
     uploads_store.update_upload(
         engine,
         upload.id,
@@ -153,9 +144,10 @@ def validate_upload(
     strict = upload.strict if strict is None else strict
     verdict = judge(parsed, strict=strict, default_region=default_region)
     report_path: str | None = None
-    if verdict.findings:
-        target = paths.reports / f"{upload.id}-errors.csv"
-        write_error_report(target, verdict.findings, parsed)
+    findings = verdict.findings
+    if findings:
+        target = report_file(paths, upload)
+        write_error_report(target, findings, parsed)
         report_path = str(target)
     uploads_store.update_upload(
         engine,
@@ -166,7 +158,7 @@ def validate_upload(
     )
     if verdict.rejection is not None:
         raise reject(engine, upload, f"{upload.original_name}: {verdict.rejection}")
-    _write_frame(verdict.kept, upload_folder(paths, upload.id) / VALID)
+    _write_frame(verdict.kept, paths.upload_dir(upload.id) / VALID)
     return ValidationFacts(
         rows_in_file=verdict.rows_in_file,
         valid_rows=len(verdict.outcome.valid),
@@ -186,13 +178,15 @@ def load_upload(engine: Engine, paths: Paths, upload: Upload) -> LoadCounts:
     uploads_store.update_upload(
         engine, upload.id, loaded_new=counts.new, updated=counts.updated, unchanged=counts.unchanged
     )
-    if counts.stale_rows and upload.error_report_path:
-        append_findings(Path(upload.error_report_path), stale_findings(counts))
-    elif counts.stale_rows:
-        target = paths.reports / f"{upload.id}-errors.csv"
-        write_error_report(target, stale_findings(counts), _read_frame(paths, upload, PARSED))
+    if counts.stale_rows:
+        target = report_file(paths, upload)
+        write_error_report(target, stale_findings(counts), _read_frame(paths, upload, PARSED), keep_existing=True)
         uploads_store.update_upload(engine, upload.id, error_report_path=str(target))
     return counts
+
+
+def report_file(paths: Paths, upload: Upload) -> Path:
+    return paths.reports / f"{upload.id}-errors.csv"
 
 
 def stale_findings(counts: LoadCounts) -> list[RowError]:
@@ -207,15 +201,6 @@ def stale_findings(counts: LoadCounts) -> list[RowError]:
     ]
 
 
-def append_findings(report: Path, findings: list[RowError]) -> None:
-    """Add findings to an existing report (rewritten whole, so it stays complete or absent)."""
-    existing = pd.read_csv(report, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    extra = pd.DataFrame([{"row": str(f.row), "column": f.column, "message": f.message} for f in findings])
-    merged = pd.concat([existing, extra], ignore_index=True).fillna("")
-    with files.atomic_writer(report) as fh:
-        fh.write(merged.to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig"))
-
-
 def reject(engine: Engine, upload: Upload, reason: str) -> UploadRejected:
     uploads_store.update_upload(engine, upload.id, status="rejected", reason=reason)
     return UploadRejected(reason)
@@ -226,8 +211,3 @@ def invariant_holds(upload: Upload) -> tuple[bool, dict[str, int]]:
     parts = upload.counts()
     total = sum(v for k, v in parts.items() if k != "rows_in_file")
     return parts["rows_in_file"] == total, parts
-
-
-def event_slug(engine: Engine, upload: Upload) -> str:
-    with engine.connect() as conn:
-        return events_store.get_event_by_id(conn, upload.event_id).slug

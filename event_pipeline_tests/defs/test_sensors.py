@@ -3,6 +3,7 @@ instance, real files and the real import job."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.defs.resources import AccessTokensResource, default_resources
-from event_pipeline.defs.schedules import _history, reconcile_requests
+from event_pipeline.defs.schedules import reconcile_requests, upload_history
 from event_pipeline.defs.sensors import FILE_TAG, import_failure_sensor, inbox_sensor
 from event_pipeline.steps import reconcile
 from event_pipeline.store import tables
@@ -156,7 +157,7 @@ def test_a_failed_old_upload_resumed_after_a_newer_one_keeps_the_newer_values(
     assert _participant_names()[s.rows[1][1]] == "새이름"
 
     later = datetime.now(UTC) + timedelta(hours=1)
-    [resume] = reconcile.plan(engine(), ASSET_CHAIN, lambda uid: _history(instance, uid), now=later)
+    [resume] = reconcile.plan(engine(), ASSET_CHAIN, lambda uid: upload_history(instance, uid), now=later)
     assert resume.upload_id == old.partition_key
     assert resume.assets == ASSET_CHAIN[ASSET_CHAIN.index("access_tokens") :]  # not replayed from the start
     done = run_upload(instance, resume.upload_id, asset_selection=[dg.AssetKey(a) for a in resume.assets])
@@ -165,6 +166,15 @@ def test_a_failed_old_upload_resumed_after_a_newer_one_keeps_the_newer_values(
     # Even a full re-run of the old upload cannot overwrite the newer correction.
     assert run_upload(instance, resume.upload_id).success
     assert _participant_names()[s.rows[1][1]] == "새이름"
+    # ... and its report says why, on the row the organiser sees (header is row 1).
+    with engine().connect() as conn:
+        report = conn.execute(
+            sa.select(tables.uploads.c.error_report_path).where(tables.uploads.c.id == resume.upload_id)
+        ).scalar_one()
+    with open(report, encoding="utf-8-sig", newline="") as fh:
+        lines = list(csv.DictReader(fh))
+    assert [(ln["row"], ln["column"]) for ln in lines] == [("3", "name")]
+    assert f"the newer upload {new.partition_key} already set this field" in lines[0]["message"]
 
 
 def test_reconcile_uses_the_same_settling_rule(
