@@ -22,17 +22,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import dialect_insert, is_postgres
+from event_pipeline.store.db import as_utc, dialect_insert, is_postgres
 from event_pipeline.store.tables import access_tokens, email_deliveries, participants
 
 CLAIMABLE = ("queued", "awaiting_retry")
 TERMINAL = ("sent", "failed", "bounced", "dropped")
 _CHUNK = 5000
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes (it stores no offset); everything here is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import dialect_insert
+from event_pipeline.store.db import as_utc, dialect_insert
 from event_pipeline.store.tables import mail_pauses
 
 
@@ -21,16 +21,11 @@ class Pause:
     probe_after: datetime
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns; everything stored is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def get_pause(conn: sa.Connection, backend: str) -> Pause | None:
     row = conn.execute(sa.select(mail_pauses).where(mail_pauses.c.backend == backend)).first()
     if row is None:
         return None
-    return Pause(row.backend, row.reason, _utc(row.paused_at), _utc(row.probe_after))
+    return Pause(row.backend, row.reason, as_utc(row.paused_at), as_utc(row.probe_after))
 
 
 def set_pause(engine: Engine, backend: str, reason: str, probe_after: datetime) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from event_pipeline.store.db import is_postgres
+from event_pipeline.store.db import as_utc, is_postgres
 from event_pipeline.store.participants import participants_without_live_token
 from event_pipeline.store.tables import access_tokens, checkin_scans, events, participants
 
@@ -83,17 +83,10 @@ def _record_select() -> sa.Select[Any]:
     )
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _to_record(row: sa.Row[Any]) -> TokenRecord:
     m = dict(row._mapping)
     for key in ("issued_at", "revoked_at", "checked_in_at"):
-        m[key] = _as_utc(m[key])
+        m[key] = as_utc(m[key]) if m[key] is not None else None
     return TokenRecord(**m)
 
 
@@ -296,7 +289,7 @@ def reissue_token(engine: Engine, participant_id: int) -> Reissued:
                 .values(status=REVOKED, revoked_at=now, qr_path=None)
                 .returning(access_tokens.c.checked_in_at)
             ).first()
-            carried = _as_utc(revoked[0]) if revoked is not None else None
+            carried = as_utc(revoked[0]) if revoked is not None and revoked[0] is not None else None
         conn.execute(
             sa.insert(access_tokens).values(
                 event_id=int(owner.event_id),
