@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from event_pipeline.access.tokens import TokenCodec, checkin_url
 from event_pipeline.mail.dispatch import DispatchAborted, DispatchStats, dispatch_due
 from event_pipeline.mail.message import InlineImage, OutgoingMessage
-from event_pipeline.mail.policy import MAX_ATTEMPTS
+from event_pipeline.mail.policy import MAX_ATTEMPTS, RETRY_DELAYS
 from event_pipeline.mail.render import TemplateRenderer, default_renderer
 from event_pipeline.mail.senders import Sender
 from event_pipeline.store import deliveries as deliveries_store
@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 QR_CID = "checkin-qr"
 ORGANISER_KINDS = ("import_complete", "import_failed")
-# How long a refused key keeps mail paused before one dispatch probes it again (the same delay
-# the dispatcher gives the claims it puts back).
-PAUSE = timedelta(minutes=5)
+# How long a refused key keeps mail paused before one dispatch probes it again: the delay the
+# dispatcher gives the claims it puts back, so they come due just as the pause ends.
+PAUSE = RETRY_DELAYS[0]
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,12 @@ def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, 
 
 
 def send_welcome_emails(
-    engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, progress: Any = None
+    engine: Engine,
+    ctx: MailContext,
+    *,
+    event_id: int,
+    upload_id: str,
+    progress: Callable[[DispatchStats], None] | None = None,
 ) -> tuple[int, MailRun]:
     """Queue a welcome for every participant of the event that has none yet, then send.
     Returns (queued now, what sending came to)."""
