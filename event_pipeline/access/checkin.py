@@ -11,7 +11,7 @@ module: verdicts, scan rows and CLI output carry participant ids and public ids 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,9 +19,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from event_pipeline.access.qr import write_qr_pngs
+from event_pipeline.access.qr import render_qr_png
 from event_pipeline.access.signed import SignedClaims, TokenSigner, TokenVerifier, is_signed_form
 from event_pipeline.access.tokens import TOKEN_KEY_ENV, TOKEN_LEN, TokenCodec, checkin_url, token_from_scan
+from event_pipeline.files import write_private
 from event_pipeline.store import tokens as tokens_store
 from event_pipeline.store.events import get_event
 from event_pipeline.store.tokens import LIVE, TokenRecord
@@ -217,7 +218,7 @@ class ReissueOutcome:
     participant_id: int
     event: str
     revoked_previous: bool
-    qr_path: Path
+    qr_path: Path | None
     # Working credentials: for the person who asked, never for a log line (hence repr=False).
     checkin_url: str = field(repr=False)
     signed_token: str | None = field(default=None, repr=False)
@@ -228,26 +229,25 @@ def reissue(
     codec: TokenCodec,
     participant_id: int,
     *,
-    qr_folder: Callable[[str], Path],
     base_url: str,
     signer: TokenSigner | None = None,
+    qr_out: Path | None = None,
 ) -> ReissueOutcome:
-    """Revoke the participant's live token, issue a new one and render its QR as
-    ``qr_folder(event_slug)/<public id>.png`` (the same scheme as the import's QR step)."""
+    """Revoke the participant's live token and issue a new one. Mail renders its QR when it is
+    sent; ``qr_out`` also writes the PNG there (0600) for the operator who asked for it."""
     result = tokens_store.reissue_token(engine, participant_id)
     new = result.token
     url = checkin_url(base_url, codec.token_for(new.public_id))
-    path = qr_folder(new.event_slug) / f"{new.public_id}.png"
-    write_qr_pngs([(url, path)])
-    tokens_store.set_qr_paths(engine, [(new.id, str(path))])
+    if qr_out is not None:
+        write_private(qr_out, render_qr_png(url))
     if result.old_qr_path:
-        # The old image still encodes a (now revoked) code; nothing should mail or print it again.
+        # A PNG from before codes were rendered at send time: it encodes the revoked code.
         Path(result.old_qr_path).unlink(missing_ok=True)
     return ReissueOutcome(
         participant_id=participant_id,
         event=new.event_slug,
         revoked_previous=result.revoked is not None,
-        qr_path=path,
+        qr_path=qr_out,
         checkin_url=url,
         signed_token=signed_token_for(signer, new) if signer is not None else None,
     )

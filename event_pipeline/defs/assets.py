@@ -9,6 +9,7 @@ from functools import partial
 
 import dagster as dg
 
+from event_pipeline.defs.metadata import preview_of, reasons_table, table_schema
 from event_pipeline.defs.partitions import uploads_partitions
 from event_pipeline.defs.resources import (
     AccessTokensResource,
@@ -18,8 +19,10 @@ from event_pipeline.defs.resources import (
     mail_context,
 )
 from event_pipeline.mail.dispatch import DispatchStats
-from event_pipeline.steps import imports
+from event_pipeline.schemas.models import CleanParticipants
+from event_pipeline.steps import imports, rows
 from event_pipeline.steps.rows import UploadRejected
+from event_pipeline.steps.tickets import TicketError
 
 GROUP = "participant_import"
 # Transient trouble (DB restarting, disk hiccup) is retried per step; bad data raises
@@ -101,6 +104,7 @@ def parsed_rows(
     kinds={"pandera", "parquet"},
     description="Rows checked by the pandera schema, normalised and deduplicated in file (valid.parquet); "
     "invalid rows go to the error report.",
+    metadata={"dagster/column_schema": table_schema(CleanParticipants.to_schema())},
 )
 def validated_rows(
     context: dg.AssetExecutionContext, config: ValidationConfig, db: DatabaseResource, storage: StorageResource
@@ -113,6 +117,9 @@ def validated_rows(
             strict=config.strict,
             default_region=storage.default_phone_region,
         )
+    # Reasons and a masked preview only: no cell of a row as it was written reaches Dagster.
+    findings = rows.upload_findings(imports.get_upload(db.engine(), context.partition_key))
+    parsed_file = storage.paths().upload_dir(context.partition_key) / rows.PARSED
     return dg.MaterializeResult(
         metadata={
             "rows_in_file": facts.rows_in_file,
@@ -123,6 +130,8 @@ def validated_rows(
             "errors": facts.errors,
             "warnings": facts.warnings,
             "error_report": dg.MetadataValue.path(facts.error_report_path or ""),
+            "reasons": dg.MetadataValue.md(reasons_table(findings)),
+            "preview": preview_of(parsed_file, findings),
         }
     )
 
@@ -158,14 +167,30 @@ def access_tokens(
     return dg.MaterializeResult(metadata={"issued": issued})
 
 
-@upload_asset(deps=[access_tokens], kinds={"png"}, description="A check-in QR code PNG (0600) per live token.")
+@upload_asset(
+    deps=[access_tokens],
+    kinds={"png"},
+    description="Check-in QR codes: rendered inside each welcome mail (no file per participant, no token at "
+    "rest); here one code of the event is rendered and read back before anyone is mailed. "
+    "`event-pipeline badges` writes all of them to one ZIP for printing.",
+)
 def qr_codes(
     context: dg.AssetExecutionContext, db: DatabaseResource, storage: StorageResource, tokens: AccessTokensResource
 ) -> dg.MaterializeResult:
-    made = imports.render_tickets(
-        db.engine(), storage.paths(), context.partition_key, tokens.codec(), base_url=tokens.checkin_base_url
+    try:
+        checked = imports.check_tickets(
+            db.engine(), storage.paths(), context.partition_key, tokens.codec(), base_url=tokens.checkin_base_url
+        )
+    except TicketError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    return dg.MaterializeResult(
+        metadata={
+            "live_tokens": checked.live_tokens,
+            "sample_png_bytes": checked.sample_png_bytes,
+            "rendered": "inside each welcome mail, when it is sent",
+            "artifact": "none on the way to mail; `event-pipeline badges --event SLUG -o FILE` writes one ZIP (0600)",
+        }
     )
-    return dg.MaterializeResult(metadata={"rendered": made.rendered, "folder": dg.MetadataValue.path(made.folder)})
 
 
 @upload_asset(
@@ -207,12 +232,15 @@ def import_report(
     tokens: AccessTokensResource,
 ) -> dg.MaterializeResult:
     done = imports.finish(db.engine(), storage.paths(), mail_context(mailer, tokens), context.partition_key)
+    done_upload = imports.get_upload(db.engine(), context.partition_key)
     metadata: dict[str, object] = {
         **done.counts,
         "empty_rows": done.empty_rows,
         "welcome_emails": dg.MetadataValue.json(done.emails),
         "organiser_notified": done.organiser_notified,
         "error_report": dg.MetadataValue.path(done.error_report or ""),
+        # The whole report: validation's findings and what the load added (newer values kept).
+        "reasons": dg.MetadataValue.md(reasons_table(rows.upload_findings(done_upload))),
     }
     if done.mail_note:
         metadata["mail"] = done.mail_note

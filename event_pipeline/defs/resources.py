@@ -3,6 +3,7 @@ run config; connection URLs come from the environment at use time for the same r
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from sqlalchemy.engine import Engine
@@ -60,17 +61,24 @@ class MailerResource(dg.ConfigurableResource):
     from_name: str = "Event Pipeline"
     outbox_dir: str | None = None
     timeout_s: float = 15.0
-    # Concurrent requests to the provider; SendGrid answers in ~100-300 ms, so this bounds sends/s.
-    workers: int = 16
+    # Concurrent requests to the provider per process; SendGrid answers in ~100-300 ms, so this
+    # bounds sends/s (one keep-alive connection each).
+    workers: int = 32
+    # Processes a big batch of welcome mail is dispatched from: QR and MIME rendering is CPU work.
+    processes: int = 1
+
+    def sender_args(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "outbox_dir": Path(self.outbox_dir) if self.outbox_dir else settings.paths().outbox,
+            "sendgrid_api_key": self.sendgrid_api_key,
+            "sendgrid_host": self.sendgrid_host,
+            "timeout_s": self.timeout_s,
+            "pool_size": self.workers,
+        }
 
     def sender(self) -> Sender:
-        return make_sender(
-            self.backend,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else settings.paths().outbox,
-            sendgrid_api_key=self.sendgrid_api_key,
-            sendgrid_host=self.sendgrid_host,
-            timeout_s=self.timeout_s,
-        )
+        return make_sender(**self.sender_args())
 
 
 def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> MailContext:
@@ -81,6 +89,8 @@ def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> MailCo
         codec=tokens.codec(),
         checkin_base_url=tokens.checkin_base_url,
         workers=mailer.workers,
+        sender_args=mailer.sender_args(),
+        processes=mailer.processes,
     )
 
 
@@ -109,6 +119,7 @@ def default_resources() -> dict[str, object]:
             sendgrid_api_key=_env_or_none("SENDGRID_API_KEY"),
             sendgrid_host=_env_or_none("SENDGRID_HOST"),
             from_email=os.environ.get("EVENT_PIPELINE_FROM_EMAIL", "no-reply@event-pipeline.invalid"),
-            workers=int(os.environ.get("EVENT_PIPELINE_MAIL_WORKERS", "16")),
+            workers=int(os.environ.get("EVENT_PIPELINE_MAIL_WORKERS", "32")),
+            processes=int(os.environ.get("EVENT_PIPELINE_MAIL_PROCESSES", str(os.cpu_count() or 1))),
         ),
     }

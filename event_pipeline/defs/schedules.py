@@ -8,7 +8,7 @@ from event_pipeline.defs.assets import upload_assets
 from event_pipeline.defs.jobs import import_job, send_due_emails_job
 from event_pipeline.defs.partitions import UPLOADS
 from event_pipeline.defs.resources import DatabaseResource, StorageResource
-from event_pipeline.defs.sensors import run_requests
+from event_pipeline.defs.sensors import run_requests, upload_tags
 from event_pipeline.steps import inbox, reconcile
 from event_pipeline.store import deliveries as deliveries_store
 
@@ -62,7 +62,11 @@ def reconcile_requests(
                 run_key=f"reconcile:{plan.upload_id}:{plan.attempt}",
                 partition_key=plan.upload_id,
                 asset_selection=[dg.AssetKey.from_user_string(a) for a in plan.assets],
-                tags={"event_pipeline/reconciled": "true", "event_pipeline/resumed_from": plan.assets[0]},
+                tags={
+                    **upload_tags(plan.event_slug, plan.file_name),
+                    "event_pipeline/reconciled": "true",
+                    "event_pipeline/resumed_from": plan.assets[0],
+                },
             )
         )
     return requests

@@ -4,7 +4,9 @@ import os
 
 import dagster as dg
 
+from event_pipeline.defs.assets import upload_file
 from event_pipeline.defs.jobs import import_job
+from event_pipeline.defs.metadata import drop_metadata
 from event_pipeline.defs.partitions import uploads_partitions
 from event_pipeline.defs.resources import (
     AccessTokensResource,
@@ -25,12 +27,17 @@ def tag_value(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
+def upload_tags(event_slug: str, file_name: str) -> dict[str, str]:
+    """What every run of an upload carries, however it was started: the UI shows file names."""
+    return {EVENT_TAG: event_slug, FILE_TAG: tag_value(file_name)}
+
+
 def run_requests(registered: list[inbox.Registered], **tags: str) -> list[dg.RunRequest]:
     return [
         dg.RunRequest(
             run_key=r.upload_id,
             partition_key=r.upload_id,
-            tags={EVENT_TAG: r.event_slug, FILE_TAG: tag_value(r.file_name), **tags},
+            tags={**upload_tags(r.event_slug, r.file_name), **tags},
         )
         for r in registered
     ]
@@ -59,11 +66,25 @@ def inbox_sensor(
     skip = None
     if not seen.registered:
         skip = f"{seen.waiting} file(s) not settled yet" if seen.waiting else "no new files in the inbox"
+        if seen.dropped:
+            skip = f"{len(seen.dropped)} file(s) set aside without a run (see upload_file's events); {skip}"
     return dg.SensorResult(
         run_requests=run_requests(seen.registered),
         dynamic_partitions_requests=add_partitions_request(seen.registered),
+        asset_events=drop_observations(seen.dropped),
         skip_reason=skip,
     )
+
+
+def drop_observations(drops: list[inbox.Drop]) -> list[dg.AssetObservation]:
+    """A drop that starts no run is otherwise only a ``.reason.txt`` on disk: record it on
+    ``upload_file``, where an organiser looks for a file. Unpartitioned, since it has no upload id."""
+    return [
+        dg.AssetObservation(
+            asset_key=upload_file.key, description=f"set aside, no run: {d.reason}", metadata=drop_metadata(d)
+        )
+        for d in drops
+    ]
 
 
 def _failure_reason(context: dg.RunFailureSensorContext) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -21,6 +22,9 @@ from event_pipeline.inbox.manifest import manifest_path
 from event_pipeline.inbox.names import safe_name
 
 REASON_SUFFIX = ".reason.txt"
+# An entry moved aside is named "<stamp>-<8 hex>-<safe original name>".
+_STAMP = "%Y%m%dT%H%M%SZ"
+_ASIDE_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-[0-9a-f]{8}-(?P<name>.+)")
 
 
 def _rename(src: Path, dst: Path) -> None:
@@ -72,7 +76,7 @@ def move_aside(
     Raises ``OSError`` when the entry cannot be moved; nothing is left behind then.
     """
     private_dir(folder)
-    stamp = _utc(now).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _utc(now).strftime(_STAMP)
     base = safe_name(name_hint)
     while True:
         target = folder / f"{stamp}-{secrets.token_hex(4)}-{base}"
@@ -91,6 +95,15 @@ def move_aside(
     return target
 
 
+def parse_aside_name(name: str) -> tuple[datetime, str] | None:
+    """(when, original name) of an entry ``move_aside`` named; None for any other name."""
+    match = _ASIDE_NAME.fullmatch(name)
+    if match is None:
+        return None
+    at = datetime.strptime(match["stamp"], _STAMP).replace(tzinfo=UTC)
+    return at, match["name"]
+
+
 def hold(src: Path, folder: Path, *, stem: str, suffix: str) -> Path:
     """Move ``src`` into ``folder`` as ``<stem><suffix>`` (``-2``, ``-3``… if taken); returns the target."""
     if not stem or stem in (".", "..") or "/" in stem or "\0" in stem:
@@ -107,4 +120,4 @@ def hold(src: Path, folder: Path, *, stem: str, suffix: str) -> Path:
     return target
 
 
-__all__ = ["REASON_SUFFIX", "hold", "move_aside"]
+__all__ = ["REASON_SUFFIX", "hold", "move_aside", "parse_aside_name"]

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from event_pipeline.mail.message import OutgoingMessage
+from event_pipeline.mail.outbox import MboxOutbox
 from event_pipeline.mail.senders import (
     DEFAULT_TIMEOUT_S,
-    OutboxSender,
     Sender,
     SenderUnavailableError,
     SendGridSender,
@@ -58,9 +58,10 @@ def make_sender(
     sendgrid_api_key: str | None = None,
     sendgrid_host: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    pool_size: int = 16,
 ) -> Sender:
     if backend == "outbox":
-        return OutboxSender(outbox_dir)
+        return MboxOutbox(outbox_dir)
     if backend == "sendgrid":
         if not sendgrid_api_key:
             return UnconfiguredSender(
@@ -68,5 +69,5 @@ def make_sender(
                 f"{BACKEND_ENV}=sendgrid but SENDGRID_API_KEY is not set in this process "
                 "(set it for every process that runs steps, or use the outbox backend)",
             )
-        return SendGridSender(sendgrid_api_key, host=sendgrid_host, timeout_s=timeout_s)
+        return SendGridSender(sendgrid_api_key, host=sendgrid_host, timeout_s=timeout_s, pool_size=pool_size)
     raise MailConfigError(f"unknown mail backend {backend!r}; use one of {', '.join(BACKENDS)}")

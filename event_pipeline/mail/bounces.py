@@ -13,6 +13,7 @@ from typing import Any
 from sendgrid import SendGridAPIClient
 from sqlalchemy.engine import Engine
 
+from event_pipeline.identity import normalise_email
 from event_pipeline.mail.senders import redact
 from event_pipeline.store.suppressions import SuppressedAddress, apply_suppressions
 
@@ -82,7 +83,7 @@ def poll_suppressions(engine: Engine, client: SendGridAPIClient, cursor: BounceC
         fetched[kind] = len(entries)
         for e in entries:
             reason = redact(str(e.get("reason") or ""))
-            found.append(SuppressedAddress(e["email"].strip().lower(), email_status, reason))
+            found.append(SuppressedAddress(normalise_email(e["email"]), email_status, reason))
             created = e.get("created")
             if isinstance(created, int):
                 since[kind] = max(since.get(kind, 0), created)

@@ -18,11 +18,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.mail import policy
@@ -186,7 +189,8 @@ def dispatch_due(
         # Fail closed before anything is claimed: a sender that cannot send must never let a
         # delivery look sent (or even look attempted).
         raise DispatchAborted(f"{sender.name} cannot send: {unavailable}", reason=unavailable)
-    workers = max(1, workers)
+    workers = max(1, min(workers, getattr(sender, "max_workers", workers)))
+    journal = sender if isinstance(sender, Journal) else None
     # Claimed-but-unstarted rows wait in the pool's queue. The queue is refilled in chunks of at
     # least half the read-ahead (claiming and building messages costs per batch, and this thread
     # must keep up with all workers), but stays short: a crash strands few claims, and every
@@ -212,7 +216,13 @@ def dispatch_due(
 
     def flush() -> None:
         if finished:
-            store.record_outcomes(engine, [o for _, o in finished])
+            outcomes = [o for _, o in finished]
+            ids = [o.delivery_id for o in outcomes]
+            checkpoint = None
+            if journal is not None:
+                journal.sync()
+                checkpoint = lambda conn: journal.checkpoint(conn, ids)  # noqa: E731
+            store.record_outcomes(engine, outcomes, checkpoint=checkpoint)
             for d, o in finished:
                 stats.count(d, o)
                 stats.throttled += o.throttled
@@ -239,7 +249,9 @@ def dispatch_due(
                         f.cancel()  # unstarted ones come back cancelled and are put back
 
     gate = _RefusalGate(sender)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mail") as pool:
+    if journal is not None:
+        journal.open(engine)
+    with _closing(journal), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mail") as pool:
         try:
             while True:
                 if abort is None and not drained and len(in_flight) <= low_water:
@@ -282,6 +294,27 @@ def dispatch_due(
     if progress is not None:
         progress(stats)
     return stats
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """A sender that keeps its own record of what it sent (the outbox's files): opened before a
+    dispatch, made durable before each batch of outcomes is recorded (``sync``), told in that
+    transaction which deliveries it covers (``checkpoint``), closed after."""
+
+    def open(self, engine: Engine) -> None: ...
+    def sync(self) -> None: ...
+    def checkpoint(self, conn: sa.Connection, delivery_ids: Sequence[int]) -> None: ...
+    def close(self) -> None: ...
+
+
+@contextmanager
+def _closing(journal: Journal | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 class _RefusalGate:

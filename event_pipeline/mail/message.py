@@ -14,6 +14,15 @@ class InlineImage:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file the recipient saves or opens (Content-Disposition: attachment), not shown inline."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     to: str
     from_email: str
@@ -23,6 +32,7 @@ class OutgoingMessage:
     # Delivery bookkeeping ids only; providers echo these back in webhooks, so never PII.
     custom_args: dict[str, str] = field(default_factory=dict)
     inline_images: tuple[InlineImage, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
     from_name: str | None = None
     # Stable per logical message: the outbox file name, and a header providers keep.
     key: str = ""

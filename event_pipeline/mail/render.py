@@ -22,6 +22,11 @@ def templates_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "templates"
 
 
+def template_language(language: str) -> str:
+    """The language whose templates an event's ``language`` gets: its own if there are any, else English."""
+    return language if language in FOOTERS else "en"
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -42,7 +47,7 @@ class TemplateRenderer:
         )
 
     def render(self, kind: str, language: str, context: Mapping[str, Any]) -> Rendered:
-        lang = language if language in FOOTERS else "en"
+        lang = template_language(language)
         subject = self.env.get_template(f"{kind}/{lang}.subject.j2").render(context)
         subject = " ".join(subject.split())  # headers cannot hold newlines
         text = self.env.get_template(f"{kind}/{lang}.txt.j2").render(context)

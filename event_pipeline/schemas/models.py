@@ -30,8 +30,9 @@ class RawParticipants(pa.DataFrameModel):
 class CleanParticipants(pa.DataFrameModel):
     """Rows that passed validation, normalised; the shape ``store`` loads.
 
-    Emails are trimmed and lower-case; phones are E.164 when they could be parsed, otherwise
-    kept as given (only possible when phone was not required), "" when absent.
+    Emails are normalised by ``identity.normalise_email`` (trimmed, A-Z lower-case, IDNA domain);
+    phones are E.164 when they could be parsed, otherwise kept as given (only possible when phone
+    was not required), "" when absent.
     """
 
     source_row: Series[int] = pa.Field(ge=1, unique=True)
@@ -45,7 +46,8 @@ class CleanParticipants(pa.DataFrameModel):
     @pa.check("email", name="email_lower_case")
     @classmethod
     def email_lower_case(cls, email: Series[str]) -> Series[bool]:
-        return email == email.str.lower()
+        # A-Z only: other letters keep their case, so "İ" and "i" stay two addresses.
+        return ~email.str.contains("[A-Z]", regex=True)
 
     @pa.check("name", name="name_trimmed")
     @classmethod

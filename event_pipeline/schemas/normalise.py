@@ -11,7 +11,8 @@ from functools import lru_cache
 
 import pandas as pd
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+
+from event_pipeline.identity import email_verdict, normalise_email
 
 # Unicode whitespace spelled out (NBSP and the full-width space U+3000 come with Korean Excel
 # exports), plus zero-width space and BOM. Patterns here avoid \s, \d and $ on purpose: pandas
@@ -60,18 +61,17 @@ FAST_EMAIL = rf"{_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*@(?:{_LABEL}\.)+[a-z]{{2,63}}"
 _NEEDS_LIBRARY = r"^[^@]{65,}@|@.*[a-z0-9\-]{64,}|[.@](?:arpa|invalid|local|localhost|onion|test)\Z"
 
 
+_NON_ASCII = "[^\\x00-\\x7f]"
+
+
 def normalise_email_text(series: pd.Series) -> pd.Series:
-    return trim(series).str.lower()
+    """Trim; lower-case the values that are all ASCII, where str.lower() folds A-Z and nothing else.
 
-
-@lru_cache(maxsize=200_000)
-def email_verdict(value: str) -> tuple[str | None, str]:
-    """(normalised address or None, reason if invalid) from email-validator, cached."""
-    try:
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        return None, str(exc)
-    return result.normalized.lower(), ""
+    Values with any other character are left for ``identity.normalise_email`` (they never pass the
+    fast regex), whose rule this is: str.lower() would fold "İ" or the Kelvin sign into ASCII.
+    """
+    text = trim(series)
+    return text.str.lower().where(~text.str.contains(_NON_ASCII, regex=True), text)
 
 
 def fast_email_mask(emails: pd.Series) -> pd.Series:
@@ -81,21 +81,23 @@ def fast_email_mask(emails: pd.Series) -> pd.Series:
 
 
 def normalise_emails(series: pd.Series) -> pd.Series:
-    """Trim + lower-case; addresses only the library can judge get its normalised form."""
+    """``identity.normalise_email`` over a column: the fast regex settles plain ASCII addresses,
+    every other value containing "@" gets the per-value rule (once per distinct value)."""
     emails = normalise_email_text(series)
     slow = (emails != "") & ~fast_email_mask(emails) & emails.str.contains("@", regex=False)
     if slow.any():
         replacements = {}
         for value in emails[slow].unique():
-            normalised, _reason = email_verdict(value)
-            if normalised is not None and normalised != value:
+            normalised = normalise_email(value)
+            if normalised != value:
                 replacements[value] = normalised
         if replacements:
             emails = emails.where(~emails.isin(replacements.keys()), emails.map(replacements))
     return emails
 
 
-# email-validator's own wording, so the no-@ shortcut reads the same as the library (tested).
+# email-validator's wording for a value without "@": ``email_problem`` names that kind without
+# asking the library, and a test checks the library says the same.
 NO_AT_SIGN = "An email address must have an @-sign."
 
 
@@ -114,12 +116,39 @@ def valid_email_mask(emails: pd.Series) -> pd.Series:
     return ok
 
 
-def email_reason(value: str) -> str:
-    """Why email-validator refuses a value (for row messages)."""
+# email-validator's messages, by what they say, as reason keys of ``schemas.reasons``. Its own
+# wording quotes parts of the address ("invalid characters: ','", the domain), and a reason must
+# not quote a cell; the kinds are also what can be said in Korean. First match wins.
+_EMAIL_PROBLEMS: tuple[tuple[str, str], ...] = (
+    ("full-width", "wide_at"),
+    ("small commercial at", "wide_at"),
+    ("display name", "display_name"),
+    ("angle bracket", "display_name"),
+    ("too long", "too_long"),
+    ("so many characters", "too_long"),
+    ("something before the @-sign", "nothing_before_at"),
+    ("something after the @-sign", "nothing_after_at"),
+    ("special-use or reserved", "reserved"),
+    ("should have a period", "domain"),
+    ("top-level domain", "domain"),
+    ("period", "dots"),
+    ("hyphen", "dots"),
+    ("character", "characters"),
+    ("ASCII", "characters"),
+    ("quot", "characters"),
+)
+
+
+def email_problem(value: str) -> str:
+    """The reason key (``email_invalid[.kind]``) for an address email-validator refuses."""
     if "@" not in value:
-        return NO_AT_SIGN
-    reason = email_verdict(value)[1]
-    return reason or "it is not a valid email address."
+        # Korean IMEs type the full-width ＠: worth saying, since it looks right on screen.
+        return "email_invalid.wide_at" if "＠" in value or "﹫" in value else "email_invalid.no_at"
+    message = email_verdict(value)[1]
+    for needle, kind in _EMAIL_PROBLEMS:
+        if needle in message:
+            return f"email_invalid.{kind}"
+    return "email_invalid"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""The error report an organiser downloads: one line per problem, with the row's original values.
+"""The error report an organiser downloads: one line per finding, with the row's original values.
+
+Columns: ``row,column,severity,reason,reason_ko`` then the file's own columns (that row's values,
+so the organiser can fix the file without cross-referencing). ``severity`` is ``error`` (the row
+was not loaded) or ``warning`` (loaded as given); the reason is in English and Korean side by
+side, since the file is read both by people and, through ``read_findings``, by the CLI, the UI
+metadata and the organiser's mail, which pick the language they need.
 
 It is opened in Excel, so: UTF-8 with BOM (Excel only detects UTF-8 with it; Korean names turn to
 mojibake otherwise) and OWASP CSV-injection escaping, since the cells are attacker-controlled.
@@ -11,22 +17,28 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 
 from event_pipeline import files
-from event_pipeline.schemas.results import RowError
+from event_pipeline.schemas.results import SEVERITIES, Finding, Severity
 
 # Leading characters that make Excel/LibreOffice treat a cell as a formula (OWASP), plus their
 # full-width forms, which East Asian IMEs produce and some spreadsheet versions also evaluate.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
-REPORT_HEADER = ("row", "column", "message")
+REPORT_HEADER = ("row", "column", "severity", "reason", "reason_ko")
 
 
 def neutralise(value: object) -> str:
     """Prefix a cell with ' when a spreadsheet would otherwise evaluate it."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def _restore(text: str) -> str:
+    """``neutralise`` undone, for the report's own columns (whose texts never start with a ')."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_TRIGGERS) else text
 
 
 def _original_columns(original: pd.DataFrame, rows: set[int]) -> tuple[list[str], dict[int, dict[str, str]]]:
@@ -55,46 +67,51 @@ def _original_columns(original: pd.DataFrame, rows: set[int]) -> tuple[list[str]
     return names, values
 
 
-def _existing(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The original-column names and the lines of a report written earlier ([] if none)."""
-    if not path.is_file():
-        return [], []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        lines = list(csv.reader(fh))
-    return (lines[0][len(REPORT_HEADER) :], lines[1:]) if lines else ([], [])
+def write_error_report(path: Path, findings: Sequence[Finding], original: pd.DataFrame) -> int:
+    """Write the report as CSV atomically (0600, UTF-8 with BOM); return the findings written.
 
-
-def write_error_report(
-    path: Path, errors: Sequence[RowError], original: pd.DataFrame, *, keep_existing: bool = False
-) -> int:
-    """Write ``row,column,message,<original columns...>`` as CSV atomically; return data rows written.
-
-    ``original`` is the raw frame (``ParsedTable.frame``); each error line carries that row's
-    values so the organiser can fix the file without cross-referencing. Lines follow ``errors``'
-    order; with ``keep_existing`` they come after the lines of the report already at ``path``
-    (a later step adding its findings). The file appears complete or not at all.
+    ``original`` is the raw frame (``ParsedTable.frame``); each line carries that row's values
+    (none for the header row). Lines follow ``findings``' order. The file appears complete or not
+    at all.
     """
     path = Path(path)
-    kept_names, kept_lines = _existing(path) if keep_existing else ([], [])
-    names, values = _original_columns(original, {e.row for e in errors})
-    names = [*kept_names, *(n for n in names if n not in kept_names)]
-    width = len(REPORT_HEADER) + len(names)
+    names, values = _original_columns(original, {f.row for f in findings})
     with files.atomic_writer(path) as raw:
         fh = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow([neutralise(h) for h in (*REPORT_HEADER, *names)])
-        # Earlier lines were neutralised when first written (and neutralising is idempotent).
-        writer.writerows(line + [""] * (width - len(line)) for line in kept_lines)
-        for error in errors:
-            row_values = values.get(error.row, {})
+        for finding in findings:
+            row_values = values.get(finding.row, {})
             writer.writerow(
                 [
-                    str(error.row),
-                    neutralise(error.column),
-                    neutralise(error.message),
+                    str(finding.row),
+                    neutralise(finding.column),
+                    finding.severity,
+                    neutralise(finding.reason),
+                    neutralise(finding.reason_ko),
                     *(neutralise(row_values.get(name, "")) for name in names),
                 ]
             )
         fh.flush()
         fh.detach()  # the writer closes (and renames) the underlying file
-    return len(errors)
+    return len(findings)
+
+
+class ReportFormatError(ValueError):
+    """A file at the report's path that is not a report this module wrote."""
+
+
+def read_findings(path: Path) -> list[Finding]:
+    """The findings of a report written by ``write_error_report``, in its order."""
+    with Path(path).open(encoding="utf-8-sig", newline="") as fh:
+        lines = csv.reader(fh)
+        header = next(lines, None)
+        if header is None or tuple(header[: len(REPORT_HEADER)]) != REPORT_HEADER:
+            raise ReportFormatError(f"{path} is not an error report (its header is not {','.join(REPORT_HEADER)})")
+        findings = []
+        for number, line in enumerate(lines, start=2):
+            row, column, severity, reason, reason_ko = (_restore(v) for v in [*line, "", "", ""][:5])
+            if severity not in SEVERITIES or not row.isdigit():
+                raise ReportFormatError(f"{path}, line {number}: not a finding")
+            findings.append(Finding(int(row), column, cast(Severity, severity), reason, reason_ko))
+    return findings

@@ -1,4 +1,4 @@
-"""validate_participants: raw text rows -> normalised valid rows + row errors with reasons."""
+"""validate_participants: raw text rows -> normalised valid rows + row findings with reasons."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from event_pipeline.schemas.normalise import (
     normalise_emails,
     normalise_phones,
 )
-from event_pipeline.schemas.results import RowError, ValidationOutcome, preview
+from event_pipeline.schemas.results import Finding, ValidationOutcome
 from event_pipeline.schemas.rules import Rule, row_rules, rules_schema
 
 
@@ -64,13 +64,11 @@ def _failures(work: pd.DataFrame, rules: list[Rule]) -> pd.DataFrame:
     return pd.DataFrame(columns=["column", "check", "index"])
 
 
-def _row_errors(
-    frame: pd.DataFrame, work: pd.DataFrame, cases: pd.DataFrame, rules: dict[str, Rule]
-) -> tuple[list[RowError], np.ndarray]:
-    """RowErrors for pandera's failure cases, ordered by row then column; and the failing positions.
+def _row_errors(work: pd.DataFrame, cases: pd.DataFrame, rules: dict[str, Rule]) -> tuple[list[Finding], np.ndarray]:
+    """Error findings for pandera's failure cases, ordered by row then column; and the failing positions.
 
-    Built column-wise (one message per distinct value) because a file whose email column is
-    shifted fails on every row, and 660k per-row lookups would dominate the run.
+    Built column-wise (one reason per distinct check and value) because a file whose email column
+    is shifted fails on every row, and 660k per-row lookups would dominate the run.
     """
     if cases.empty:
         return [], np.zeros(0, dtype=np.int64)
@@ -82,22 +80,30 @@ def _row_errors(
     column_rank = np.array([CLEAN_COLUMNS.index(c) for c in columns], dtype=np.int64)
     order = np.lexsort((column_rank, source_rows))
 
-    previews = np.empty(len(cases), dtype=object)
-    messages = np.empty(len(cases), dtype=object)
+    made: dict[tuple[str, str, str], Finding] = {}
+
+    def reason(column: str, check: str, value: str) -> Finding:
+        found = made.get((column, check, value))
+        if found is None:
+            key, params = rules[check].reason(value)
+            found = made[(column, check, value)] = Finding.of(0, column, "error", key, **params)
+        return found
+
+    reasons = np.empty(len(cases), dtype=object)
     for column in np.unique(columns):
         in_column = columns == column
-        at = positions[in_column]
-        originals = frame[column].to_numpy(dtype=object)[at] if column in frame else np.full(len(at), "", dtype=object)
-        previews[in_column] = [preview(v) for v in originals]
-        normalised = work[column].to_numpy(dtype=object)[at]
-        column_checks = checks[in_column]
-        texts: dict[tuple[str, str], str] = {}
-        messages[in_column] = [
-            texts.get((check, value)) or texts.setdefault((check, value), rules[check].message(value))
-            for check, value in zip(column_checks, normalised, strict=True)
+        normalised = work[column].to_numpy(dtype=object)[positions[in_column]]
+        reasons[in_column] = [
+            reason(str(column), check, value) for check, value in zip(checks[in_column], normalised, strict=True)
         ]
     errors = [
-        RowError(row=int(source_rows[i]), column=str(columns[i]), value_preview=previews[i], message=messages[i])
+        Finding(
+            row=int(source_rows[i]),
+            column=reasons[i].column,
+            severity="error",
+            reason=reasons[i].reason,
+            reason_ko=reasons[i].reason_ko,
+        )
         for i in order
     ]
     return errors, np.unique(positions)
@@ -110,7 +116,8 @@ def validate_participants(
 
     ``frame`` is ``ParsedTable.frame`` (RawParticipants). Rows failing any rule are left out of
     ``valid`` and described in ``errors`` (a row may have several); an unparseable phone is an
-    error only when ``phone_required``, otherwise a warning with the phone kept as given.
+    error only when ``phone_required``, otherwise a warning with the phone kept as given. A value
+    longer than its database column is an error of its row, so a load never fails over one cell.
     """
     RawParticipants.validate(frame, lazy=True)
     # Row lookups below go by index label; a caller's non-unique index must not alias rows.
@@ -119,23 +126,19 @@ def validate_participants(
     rules = row_rules(default_region=default_region, phone_required=phone_required)
     cases = _failures(work, rules)
 
-    errors, bad_positions = _row_errors(frame, work, cases, {rule.name: rule for rule in rules})
+    errors, bad_positions = _row_errors(work, cases, {rule.name: rule for rule in rules})
 
     keep = np.ones(len(work), dtype=bool)
     keep[bad_positions] = False
 
-    warnings: list[RowError] = []
+    warnings: list[Finding] = []
     if not phone_required and "phone" in frame:
         # Rejected rows get no phone warning: the report already sends the organiser to them.
         unparsed = np.flatnonzero(((work["phone"] != "") & ~phone_ok).to_numpy(dtype=bool) & keep)
         if unparsed.size:
-            message = f"phone number not recognised (default region {default_region}); kept as given."
+            note = Finding.of(0, "phone", "warning", "phone_unrecognised", region=default_region)
             rows = work["source_row"].to_numpy(dtype=np.int64)[unparsed]
-            given = frame["phone"].to_numpy(dtype=object)[unparsed]
-            warnings = [
-                RowError(row=int(row), column="phone", value_preview=preview(value), message=message)
-                for row, value in zip(rows, given, strict=True)
-            ]
+            warnings = [Finding(int(row), "phone", "warning", note.reason, note.reason_ko) for row in rows.tolist()]
 
     valid = work.loc[keep].reset_index(drop=True)[list(CLEAN_COLUMNS)]
     CleanParticipants.validate(valid, lazy=True)

@@ -37,12 +37,6 @@ class Received:
 
 
 @dataclass(frozen=True)
-class Tickets:
-    rendered: int
-    folder: str
-
-
-@dataclass(frozen=True)
 class Welcome:
     queued: int
     run: messages.MailRun
@@ -116,13 +110,14 @@ def issue_tokens(engine: Engine, upload_id: str, codec: Callable[[], TokenCodec]
     return issue_missing_tokens(engine, get_upload(engine, upload_id).event_id)
 
 
-def render_tickets(engine: Engine, paths: Paths, upload_id: str, codec: TokenCodec, *, base_url: str) -> Tickets:
+def check_tickets(
+    engine: Engine, paths: Paths, upload_id: str, codec: TokenCodec, *, base_url: str
+) -> tickets.TicketCheck:
+    """``qr_codes``: codes are rendered inside each welcome mail; here one is proven readable."""
     upload = get_upload(engine, upload_id)
-    slug = inbox.event_slug(engine, upload)
-    rendered = tickets.render_missing_qr_codes(
-        engine, paths, codec, event_id=upload.event_id, event_slug=slug, base_url=base_url
+    return tickets.check_tickets(
+        engine, paths, codec, event_id=upload.event_id, event_slug=inbox.event_slug(engine, upload), base_url=base_url
     )
-    return Tickets(rendered=rendered, folder=str(tickets.qr_dir(paths, slug)))
 
 
 def send_welcome(

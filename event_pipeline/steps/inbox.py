@@ -15,12 +15,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
 from sqlalchemy.engine import Engine
 
-from event_pipeline import files
+from event_pipeline import files, identity
 from event_pipeline.inbox import moves, scan, settle, writers
 from event_pipeline.inbox.manifest import ManifestError, read_manifest
 from event_pipeline.inbox.names import suffix_of
@@ -56,11 +57,18 @@ class InboxPass:
     registered: list[Registered] = field(default_factory=list)
     # One line per file that was set aside (rejected, identical content): for the tick's log.
     set_aside: list[str] = field(default_factory=list)
+    # The same files as records, for the sensor to show in the UI (a drop starts no run).
+    dropped: list[Drop] = field(default_factory=list)
     waiting: int = 0
     problems: list[str] = field(default_factory=list)
 
 
 def unknown_event(slug: str) -> UnknownEventError:
+    # A folder name no event could have gets the slug rule, not advice to create an event by it.
+    try:
+        identity.validate_slug(slug)
+    except ValueError as exc:
+        return UnknownEventError(f"{exc}; no event can have this folder's name. Move the file into an event's folder.")
     return UnknownEventError(
         f"no event with slug {slug!r}. Create it first: "
         f"event-pipeline event add {slug} --name '...' --organiser-email you@example.com"
@@ -145,6 +153,10 @@ def _set_aside(result: InboxPass, path: Path, folder: Path, *, reason: str, name
         result.problems.append(f"{scan.show(path)}: left in place, could not be moved ({exc.strerror}); {reason}")
         return
     result.set_aside.append(f"{scan.show(path.name)} -> {scan.show(target)}: {reason}")
+    aside = moves.parse_aside_name(target.name)
+    if aside is not None:
+        event = None if folder.name == TOP_LEVEL_REJECTS else folder.name
+        result.dropped.append(Drop(aside[1], event, reason, aside[0], target))
 
 
 def _receive(engine: Engine, paths: Paths, c: scan.Candidate, result: InboxPass) -> bool:
@@ -301,6 +313,67 @@ def finish_upload_file(engine: Engine, paths: Paths, upload: Upload, *, ok: bool
     old_reason = current.with_name(current.name + ".reason.txt")
     old_reason.unlink(missing_ok=True)
     uploads_store.update_upload(engine, upload.id, original_path=str(moved))
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A file that was set aside without starting an import (unknown event, identical content,
+    something that can never be read): what the organiser finds beside it in its ``.reason.txt``."""
+
+    name: str  # the file's name as dropped (made file-system safe)
+    event: str | None  # the inbox folder it was dropped in; None for the inbox's top level
+    reason: str
+    at: datetime
+    path: Path  # where the entry was moved to
+
+
+# A reason file is a line or two; reading more would only show noise.
+_REASON_CHARS = 1000
+
+
+def recent_drops(paths: Paths, limit: int = 20, *, engine: Engine | None = None) -> list[Drop]:
+    """The newest files set aside with a reason, newest first, read from the ``.reason.txt``
+    files beside them in ``rejected/`` and ``processed/`` (the inbox keeps no other record).
+
+    With ``engine``, originals of uploads whose import ran and failed are left out: their
+    upload row already tells their story.
+    """
+    drops: list[Drop] = []
+    for root in (paths.rejected, paths.processed):
+        for folder in _subfolders(root):
+            for reason_file in _reason_files(folder):
+                entry_name = reason_file.name.removesuffix(moves.REASON_SUFFIX)
+                parsed = moves.parse_aside_name(entry_name)
+                if parsed is None:
+                    continue
+                at, name = parsed
+                try:
+                    with reason_file.open(encoding="utf-8", errors="replace") as fh:
+                        reason = " ".join(fh.read(_REASON_CHARS).split())
+                except OSError:
+                    continue
+                event = None if folder.name == TOP_LEVEL_REJECTS and root == paths.rejected else folder.name
+                drops.append(Drop(name, event, reason, at, reason_file.with_name(entry_name)))
+    drops.sort(key=lambda d: (d.at, d.path.name), reverse=True)
+    if engine is not None and drops:
+        with engine.connect() as conn:
+            ran = uploads_store.original_paths_among(conn, [str(d.path) for d in drops])
+        drops = [d for d in drops if str(d.path) not in ran]
+    return drops[:limit]
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _reason_files(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.name.endswith(moves.REASON_SUFFIX) and not p.is_symlink()]
+    except OSError:
+        return []
 
 
 def event_slug(engine: Engine, upload: Upload) -> str:

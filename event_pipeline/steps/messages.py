@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from event_pipeline.access.qr import render_qr_png
 from event_pipeline.access.tokens import TokenCodec, checkin_url
 from event_pipeline.mail.dispatch import DispatchAborted, DispatchStats, dispatch_due
 from event_pipeline.mail.message import InlineImage, OutgoingMessage
 from event_pipeline.mail.policy import MAX_ATTEMPTS, RETRY_DELAYS
-from event_pipeline.mail.render import TemplateRenderer, default_renderer
+from event_pipeline.mail.render import TemplateRenderer, default_renderer, template_language
 from event_pipeline.mail.senders import Sender
+from event_pipeline.steps import notices
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import events as events_store
 from event_pipeline.store import pauses as pauses_store
@@ -44,6 +47,11 @@ class MailContext:
     checkin_base_url: str
     renderer: TemplateRenderer | None = None
     workers: int = 8
+    # How another process builds the same sender (``mail.backends.make_sender`` arguments); with
+    # ``processes`` > 1 a big batch of welcome mail is dispatched from that many processes, since
+    # rendering QR codes and MIME is CPU work that threads cannot spread over cores.
+    sender_args: dict[str, Any] | None = field(default=None, repr=False)
+    processes: int = 1
 
     @property
     def templates(self) -> TemplateRenderer:
@@ -76,18 +84,16 @@ def build_messages(engine: Engine, ctx: MailContext, deliveries: Sequence[Delive
                     built[d.id] = msg
     for d in welcome:
         row = people.get(d.participant_id or -1)
-        if row is None or row["status"] != "active" or row["email_status"] != "ok" or not row["qr_path"]:
-            continue
-        try:
-            qr_png = Path(row["qr_path"]).read_bytes()
-        except OSError:
+        if row is None or row["status"] != "active" or row["email_status"] != "ok":
             continue
         event = events[d.event_id]
-        token = ctx.codec.token_for(row["public_id"])
+        url = checkin_url(ctx.checkin_base_url, ctx.codec.token_for(row["public_id"]))
+        # Rendered here, in the process that sends it: no code (a working token) rests in a file.
+        qr_png = render_qr_png(url)
         context = {
             "participant": {"name": row["name"]},
             "event": _event_context(event),
-            "checkin_url": checkin_url(ctx.checkin_base_url, token),
+            "checkin_url": url,
             "qr_cid": QR_CID,
         }
         rendered = ctx.templates.render("welcome", event.language, context)
@@ -116,7 +122,6 @@ def _welcome_rows(conn: sa.Connection, participant_ids: list[int]) -> dict[int, 
             participants.c.status,
             participants.c.email_status,
             access_tokens.c.public_id,
-            access_tokens.c.qr_path,
         )
         .join(
             access_tokens,
@@ -129,25 +134,30 @@ def _welcome_rows(conn: sa.Connection, participant_ids: list[int]) -> dict[int, 
 
 def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: Delivery) -> OutgoingMessage | None:
     upload = uploads_store.get_upload(conn, d.upload_id) if d.upload_id else None
-    if d.kind == "import_complete":
-        if upload is None:
-            return None
+    if d.kind == "import_complete" and upload is None:
+        return None
+    # Counts, findings and reasons in the language of the templates the event gets.
+    language = template_language(event.language)
+    found, attachments = notices.findings_context(upload, language)
+    if d.kind == "import_complete" and upload is not None:
         context: dict[str, Any] = {
             "event": _event_context(event),
             "upload": {"id": upload.id, "original_name": upload.original_name},
             "counts": upload.counts(),
-            "error_report": upload.error_report_path or "",
             "mail_note": upload.mail_note or "",
+            **found,
         }
     else:
         context = {
             "event": _event_context(event),
             "upload_name": upload.original_name if upload else "(unknown file)",
             "upload_id": upload.id if upload else "",
-            "reason": (upload.reason if upload and upload.reason else "the import stopped with an internal error"),
+            "reason": notices.failure_reason(upload, language),
+            **found,
         }
     rendered = ctx.templates.render(d.kind, event.language, context)
     return OutgoingMessage(
+        attachments=attachments,
         to=event.organiser_email,
         from_email=ctx.from_email,
         from_name=ctx.from_name,
@@ -172,10 +182,92 @@ class MailRun:
         return {**self.stats.as_metadata(), **({"mail_paused": self.paused} if self.paused else {})}
 
 
+# Below this many due messages a second process costs more to start (~1 s) than it saves.
+PARALLEL_MIN = 4000
+
+
 def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
+    """Dispatch in this process, plus ``ctx.processes - 1`` more when enough is due.
+
+    Every process claims its own deliveries from the database (``claim_due``), so they share
+    nothing else; counts are summed. A refusal in any process stops all of them.
+    """
+    extra = ctx.processes - 1 if ctx.sender_args is not None else 0
+    if extra > 0:
+        with engine.connect() as conn:
+            extra = extra if deliveries_store.count_due(conn, now=datetime.now(UTC)) >= PARALLEL_MIN else 0
+    if extra <= 0:
+        return _dispatch_here(engine, ctx, **kwargs)
+    spec = _ChildMail(
+        url=engine.url.render_as_string(hide_password=False),
+        sender_args=ctx.sender_args or {},
+        ctx=replace(ctx, sender=_NO_SENDER, renderer=None, sender_args=None, processes=1),
+        scope={k: v for k, v in kwargs.items() if k in ("event_id", "kinds")},
+    )
+    mp = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's)
+    with ProcessPoolExecutor(max_workers=extra, mp_context=mp) as pool:
+        children = [pool.submit(_dispatch_in_child, spec) for _ in range(extra)]
+        try:
+            mine: DispatchStats | DispatchAborted = _dispatch_here(engine, ctx, **kwargs)
+        except DispatchAborted as exc:
+            mine = exc
+        results = [mine, *(_from_child(f.result()) for f in children)]
+    aborted = [r for r in results if isinstance(r, DispatchAborted)]
+    if aborted:
+        raise aborted[0]
+    return _sum([r for r in results if isinstance(r, DispatchStats)])
+
+
+def _dispatch_here(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
     return dispatch_due(
         engine, ctx.sender, lambda batch: build_messages(engine, ctx, batch), workers=ctx.workers, **kwargs
     )
+
+
+@dataclass(frozen=True)
+class _ChildMail:
+    url: str
+    sender_args: dict[str, Any] = field(repr=False)
+    ctx: MailContext
+    scope: dict[str, Any]
+
+
+class _NoSender:
+    """Placeholder for the sender in a context crossing to another process (senders hold
+    sockets and files); the child builds its own from ``sender_args``."""
+
+    name = "none"
+    idempotent = False
+
+    def send(self, message: OutgoingMessage) -> Any:
+        raise RuntimeError("no sender in this process")
+
+
+_NO_SENDER = _NoSender()
+
+
+def _dispatch_in_child(spec: _ChildMail) -> DispatchStats | tuple[str, str]:
+    from event_pipeline.mail.backends import make_sender
+    from event_pipeline.store.db import make_engine
+
+    ctx = replace(spec.ctx, sender=make_sender(**spec.sender_args))
+    try:
+        return _dispatch_here(make_engine(spec.url), ctx, **spec.scope)
+    except DispatchAborted as exc:  # its keyword-only reason does not survive pickling
+        return (str(exc), exc.reason)
+
+
+def _from_child(result: DispatchStats | tuple[str, str]) -> DispatchStats | DispatchAborted:
+    return result if isinstance(result, DispatchStats) else DispatchAborted(result[0], reason=result[1])
+
+
+def _sum(parts: list[DispatchStats]) -> DispatchStats:
+    total = DispatchStats()
+    for part in parts:
+        for name in ("claimed", "sent", "retrying", "failed", "skipped", "throttled", "waited_s"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.attempts.update(part.attempts)
+    return total
 
 
 def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, **scope: Any) -> MailRun:

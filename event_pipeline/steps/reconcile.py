@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from event_pipeline.store import events as events_store
 from event_pipeline.store import uploads as uploads_store
 
 # Give up resuming an upload after this many runs; its failure notice has gone out.
@@ -27,6 +28,8 @@ class History:
 @dataclass(frozen=True)
 class Resume:
     upload_id: str
+    event_slug: str
+    file_name: str
     # The assets still to materialize, in chain order: the first one not materialized and all
     # after it. Earlier steps left their results in the upload store and the database, so
     # nothing before the failure is redone (and an old upload never replays its load over
@@ -45,6 +48,7 @@ def plan(
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         unfinished = uploads_store.unfinished_uploads(conn, registered_before=now - GRACE)
+        slugs = {e: events_store.get_event_by_id(conn, e).slug for e in {u.event_id for u in unfinished}}
     resumes: list[Resume] = []
     for upload in unfinished:
         history = history_of(upload.id)
@@ -52,5 +56,13 @@ def plan(
             continue
         todo = next((i for i, asset in enumerate(chain) if asset not in history.materialized), None)
         if todo is not None:
-            resumes.append(Resume(upload_id=upload.id, assets=list(chain[todo:]), attempt=history.runs))
+            resumes.append(
+                Resume(
+                    upload_id=upload.id,
+                    event_slug=slugs[upload.event_id],
+                    file_name=upload.original_name,
+                    assets=list(chain[todo:]),
+                    attempt=history.runs,
+                )
+            )
     return resumes

@@ -18,11 +18,14 @@ _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The database file of a ``sqlite:///path`` URL; None for in-memory and URI forms."""
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URL; None for in-memory and URI forms, and for
+    other databases (a PostgreSQL URL's database is a name, not a file)."""
     parsed = sa.make_url(url)
     database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:") or "uri" in parsed.query:
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or "uri" in parsed.query:
         return None
     return Path(database)
 
@@ -61,7 +64,7 @@ def make_engine(url: str) -> Engine:
         # otherwise, and our counts (tokens issued, mails queued) come from rowcount.
         options = {"preserve_rowcount": True}
         if url.startswith("sqlite"):
-            path = _sqlite_file(url)
+            path = sqlite_file(url)
             if path is not None:
                 # The file holds participant data: create it 0600 in a 0700 folder before sqlite3
                 # creates it under the umask. Best effort: if it cannot be made (a path that is

@@ -14,7 +14,7 @@ outcome is written only while the row still carries the claim it was sent under.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,7 +86,7 @@ def enqueue(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def enqueue_welcome(engine: Engine, event_id: int, upload_id: str | None) -> int:
-    """Queue a welcome email for each participant of the event with a live token and a QR code."""
+    """Queue a welcome email for each participant of the event with a live token."""
     has_welcome = sa.select(email_deliveries.c.id).where(
         email_deliveries.c.participant_id == participants.c.id, email_deliveries.c.kind == "welcome"
     )
@@ -98,7 +98,6 @@ def enqueue_welcome(engine: Engine, event_id: int, upload_id: str | None) -> int
             participants.c.status == "active",
             participants.c.email_status == "ok",
             access_tokens.c.status == "live",
-            access_tokens.c.qr_path.is_not(None),
             ~sa.exists(has_welcome),
         )
         .order_by(participants.c.id)
@@ -168,8 +167,13 @@ def next_due_at(engine: Engine, *, event_id: int | None = None, kinds: Iterable[
     return as_utc(value) if value is not None else None
 
 
-def record_outcomes(engine: Engine, outcomes: Sequence[Outcome]) -> int:
+def record_outcomes(
+    engine: Engine, outcomes: Sequence[Outcome], *, checkpoint: Callable[[sa.Connection], None] | None = None
+) -> int:
     """Write send results in one transaction; returns how many rows took them.
+
+    ``checkpoint`` runs in the same transaction: the sender's own record of what these
+    outcomes cover (the outbox's committed file length), so both or neither are kept.
 
     Only a row that is still ``sending`` under the same claim is touched, so a bounce that
     arrived meanwhile, or a newer claim after ``release_stale_claims``, is never overwritten.
@@ -206,6 +210,8 @@ def record_outcomes(engine: Engine, outcomes: Sequence[Outcome]) -> int:
     with engine.begin() as conn:
         for start in range(0, len(params), _CHUNK):
             written += max(conn.execute(stmt, params[start : start + _CHUNK]).rowcount, 0)
+        if checkpoint is not None:
+            checkpoint(conn)
     return written
 
 

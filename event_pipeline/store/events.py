@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from event_pipeline import identity
 from event_pipeline.store.tables import events
 
-# Slugs become folder names and Dagster partition keys, so keep them boring.
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 LANGUAGES = ("ko", "en")
 
 
@@ -44,14 +42,6 @@ def _row_to_event(row: sa.Row[tuple[object, ...]]) -> Event:
     )
 
 
-def validate_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug):
-        raise EventError(
-            f"invalid event slug {slug!r}: use 1-48 lower-case letters, digits and inner hyphens (e.g. 'devcon-2026')"
-        )
-    return slug
-
-
 def create_event(
     engine: Engine,
     *,
@@ -63,11 +53,20 @@ def create_event(
     language: str = "ko",
     exist_ok: bool = False,
 ) -> Event:
-    validate_slug(slug)
+    """The one door every event comes in by (CLI, demo, any API): slug, organiser email and start
+    are checked here by the ``identity`` rules, so no caller can skip them.
+
+    ``starts_at`` is the event's local wall time; an offset, if given, is not converted (see
+    ``identity.event_wall_time``)."""
+    try:
+        identity.validate_slug(slug)
+        organiser_email = identity.validate_organiser_email(organiser_email)
+    except ValueError as exc:
+        raise EventError(str(exc)) from None
     if language not in LANGUAGES:
         raise EventError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
-    if "@" not in organiser_email:
-        raise EventError("organiser email must be an email address")
+    if starts_at is not None:
+        starts_at = identity.event_wall_time(starts_at)
     with engine.begin() as conn:
         existing = get_event(conn, slug)
         if existing is not None:

@@ -178,3 +178,14 @@ mail_pauses = sa.Table(
     sa.Column("paused_at", Timestamp, nullable=False),
     sa.Column("probe_after", Timestamp, nullable=False),
 )
+
+# How many bytes of each outbox mailbox file belong to deliveries recorded as sent. Written in
+# the transaction that records those outcomes, so after a crash anything beyond it is the tail
+# of messages whose deliveries are still `sending`: it is cut off, and they are sent again.
+outbox_files = sa.Table(
+    "outbox_files",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("committed_bytes", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -144,40 +144,24 @@ def _issue_postgres(conn: sa.Connection, event_id: int, rows: list[tuple[int, st
     return max(result.rowcount, 0)
 
 
-def tokens_missing_qr(conn: sa.Connection, event_id: int) -> list[tuple[int, str]]:
+def live_public_ids(conn: sa.Connection, event_id: int) -> list[tuple[int, str]]:
+    """(participant id, public id) of every live token of the event, by participant."""
     stmt = (
-        sa.select(access_tokens.c.id, access_tokens.c.public_id)
-        .where(
-            access_tokens.c.event_id == event_id,
-            access_tokens.c.status == LIVE,
-            access_tokens.c.qr_path.is_(None),
-        )
-        .order_by(access_tokens.c.id)
+        sa.select(access_tokens.c.participant_id, access_tokens.c.public_id)
+        .where(access_tokens.c.event_id == event_id, access_tokens.c.status == LIVE)
+        .order_by(access_tokens.c.participant_id)
     )
     return [(int(r[0]), str(r[1])) for r in conn.execute(stmt)]
 
 
-def set_qr_paths(engine: Engine, paths: Iterable[tuple[int, str]]) -> None:
-    """Record rendered QR files. Only live tokens are touched: a token revoked while its PNG was
-    being rendered must not be pointed at a file again."""
-    rows = [(int(tid), str(path)) for tid, path in paths]
-    if not rows:
-        return
+def forget_qr_paths(engine: Engine, event_id: int) -> None:
+    """Drop the PNG paths earlier versions recorded (their files are gone)."""
     with engine.begin() as conn:
-        if is_postgres(conn):
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE tmp_qr_paths (id integer PRIMARY KEY, qr_path text NOT NULL) ON COMMIT DROP"
-            )
-            _copy_rows(conn, "tmp_qr_paths", ("id", "qr_path"), rows)
-            conn.exec_driver_sql(
-                "UPDATE access_tokens AS t SET qr_path = s.qr_path FROM tmp_qr_paths AS s "
-                f"WHERE t.id = s.id AND t.status = '{LIVE}'"
-            )
-            conn.exec_driver_sql("DROP TABLE tmp_qr_paths")
-            return
-        sql = f"UPDATE access_tokens SET qr_path = ? WHERE id = ? AND status = '{LIVE}'"
-        for start in range(0, len(rows), _SQLITE_CHUNK):
-            conn.exec_driver_sql(sql, [(path, tid) for tid, path in rows[start : start + _SQLITE_CHUNK]])
+        conn.execute(
+            sa.update(access_tokens)
+            .where(access_tokens.c.event_id == event_id, access_tokens.c.qr_path.is_not(None))
+            .values(qr_path=None)
+        )
 
 
 def _bind_value(conn: sa.Connection, column: sa.Column[Any], value: object) -> object:

@@ -152,6 +152,22 @@ def list_uploads(conn: sa.Connection, *, event_id: int | None = None, limit: int
     return [_to_upload(r) for r in conn.execute(stmt)]
 
 
+def count_by_status(conn: sa.Connection) -> dict[str, int]:
+    """How many uploads are in each status."""
+    stmt = sa.select(uploads.c.status, sa.func.count()).group_by(uploads.c.status)
+    return {str(status): int(n) for status, n in conn.execute(stmt)}
+
+
+def original_paths_among(conn: sa.Connection, candidates: list[str]) -> set[str]:
+    """Which of these paths are where some upload's original now lies."""
+    found: set[str] = set()
+    for start in range(0, len(candidates), 500):  # bounded IN lists on both backends
+        chunk = candidates[start : start + 500]
+        stmt = sa.select(uploads.c.original_path).where(uploads.c.original_path.in_(chunk))
+        found.update(conn.execute(stmt).scalars())
+    return found
+
+
 UNFINISHED_STATUSES = ("received", "running", "failed")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,8 +96,11 @@ def database_files_bytes() -> bytes:
     return b"".join(p.read_bytes() for p in (base, Path(f"{base}-wal")) if p.exists())
 
 
-def decode_qr(path: Path) -> str:
-    results = zxingcpp.read_barcodes(Image.open(path))
-    assert len(results) == 1, f"{path.name}: expected one QR code, found {len(results)}"
+def decode_qr(source: Path | bytes) -> str:
+    """What a scanner reads from a PNG file or PNG bytes (a mail's inline image, a ZIP member)."""
+    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    results = zxingcpp.read_barcodes(image)
+    name = "PNG" if isinstance(source, bytes) else source.name
+    assert len(results) == 1, f"{name}: expected one QR code, found {len(results)}"
     assert results[0].format == zxingcpp.BarcodeFormat.QRCode
     return str(results[0].text)

@@ -11,7 +11,10 @@ from sqlalchemy.engine import Engine
 from event_pipeline import settings
 from event_pipeline.access.checkin import ScanKeys, check_in, reissue
 from event_pipeline.access.tokens import PUBLIC_ID_LEN, checkin_url
-from event_pipeline.steps.tickets import qr_dir, render_missing_qr_codes
+from event_pipeline.mail.outbox import MboxOutbox
+from event_pipeline.steps import messages
+from event_pipeline.steps.tickets import check_tickets
+from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import tokens as store
 from event_pipeline.store.tables import access_tokens
 from event_pipeline_tests.access import _support
@@ -81,39 +84,63 @@ def test_reissue_revokes_and_keeps_the_old_row(db: Engine) -> None:
         store.reissue_token(db, 10_000)
 
 
-def test_set_qr_paths_never_points_a_revoked_token_at_a_file(db: Engine) -> None:
+def test_live_public_ids_are_the_live_tokens_of_one_event_by_participant(db: Engine) -> None:
     event = _support.add_event(db)
-    a, b = _support.add_participants(db, event.id, 2)
+    other = _support.add_event(db, "other-2026")
+    a, b, c = _support.add_participants(db, event.id, 3)
+    _support.add_participants(db, other.id, 2)
     store.issue_missing_tokens(db, event.id)
+    store.issue_missing_tokens(db, other.id)
+    before = _support.live_public_ids(db, event.id)
+    reissued = store.reissue_token(db, b)
+
     with db.connect() as conn:
-        pending = dict(store.tokens_missing_qr(conn, event.id))
-    revoked = store.reissue_token(db, a).revoked
-    assert revoked is not None
-    store.set_qr_paths(db, [(tid, f"/qr/{public_id}.png") for tid, public_id in pending.items()])
+        live = store.live_public_ids(conn, event.id)
+
+    assert live == [(a, before[a]), (b, reissued.token.public_id), (c, before[c])]
+    assert reissued.revoked is not None and reissued.revoked.public_id not in dict(live).values()
+
+
+def test_forget_qr_paths_clears_the_paths_of_one_event_only(db: Engine) -> None:
+    event = _support.add_event(db)
+    other = _support.add_event(db, "other-2026")
+    _support.add_participants(db, event.id, 2)
+    _support.add_participants(db, other.id, 1)
+    store.issue_missing_tokens(db, event.id)
+    store.issue_missing_tokens(db, other.id)
+    with db.begin() as conn:
+        conn.execute(sa.update(access_tokens).values(qr_path="/var/uploads/qr/old.png"))
+
+    store.forget_qr_paths(db, event.id)
+
     with db.connect() as conn:
-        revoked_now = store.token_by_id(conn, revoked.id)
-        live_a = store.live_token_for(conn, a)
-        live_b = store.live_token_for(conn, b)
-        missing = store.tokens_missing_qr(conn, event.id)
-    assert revoked_now is not None and revoked_now.qr_path is None
-    assert live_b is not None and live_b.qr_path == f"/qr/{live_b.public_id}.png"
-    # The reissued token of ``a`` still needs its QR.
-    assert live_a is not None and [public_id for _, public_id in missing] == [live_a.public_id]
+        rows = set(conn.execute(sa.select(access_tokens.c.event_id, access_tokens.c.qr_path)).all())
+    assert rows == {(event.id, None), (other.id, "/var/uploads/qr/old.png")}
 
 
 def test_no_working_token_is_stored_anywhere_in_the_database(db: Engine, scan_keys: ScanKeys) -> None:
-    """Dump every table after a full life cycle (issue, QR, check-ins, reissue) and look for tokens."""
+    """Dump every table after a full life cycle (issue, QR check, welcome mail with its code,
+    check-ins, reissue) and look for tokens."""
     paths = settings.paths()
     event = _support.add_event(db)
     ids = _support.add_participants(db, event.id, 40)
     store.issue_missing_tokens(db, event.id)
-    render_missing_qr_codes(db, paths, scan_keys.codec, event_id=event.id, event_slug=event.slug, base_url=BASE)
     codec = scan_keys.codec
+    check_tickets(db, paths, codec, event_id=event.id, event_slug=event.slug, base_url=BASE)
+    assert deliveries_store.enqueue_welcome(db, event.id, None) == 40
+    ctx = messages.MailContext(
+        sender=MboxOutbox(paths.outbox),
+        from_email="events@example.com",
+        from_name="Events",
+        codec=codec,
+        checkin_base_url=BASE,
+    )
+    assert messages.dispatch(db, ctx).sent == 40  # the outbox's bookkeeping rows are in the dump too
     tokens = {pid: codec.token_for(public_id) for pid, public_id in _support.live_public_ids(db).items()}
     for pid in ids[:5]:
         assert check_in(db, checkin_url(BASE, tokens[pid]), scan_keys, event_slug=event.slug).ok
     check_in(db, tokens[ids[0]][:-2] + "AA", scan_keys, event_slug=event.slug)  # a forged scan is logged too
-    outcome = reissue(db, codec, ids[1], qr_folder=lambda slug: qr_dir(paths, slug), base_url=BASE)
+    outcome = reissue(db, codec, ids[1], base_url=BASE, qr_out=paths.home / "desk.png")
     tokens[-1] = outcome.checkin_url.rsplit("/", 1)[-1]
 
     text = _support.dump_database_text(db)

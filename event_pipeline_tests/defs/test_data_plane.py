@@ -123,7 +123,10 @@ def test_files_with_tokens_or_personal_data_are_private(instance: dg.DagsterInst
         var_home.db_file,
     ]
     kinds = {p.suffix for p in written if p.is_file()}
-    assert {".png", ".parquet", ".csv", ".eml", ".sqlite"} <= kinds
+    assert {".parquet", ".csv", ".mbox", ".sqlite"} <= kinds
+    # No file per participant, so no working token at rest: QR codes exist only inside the mails.
+    assert not list(var_home.home.rglob("*.png"))
+    assert all(_mode(p) == 0o600 for p in var_home.outbox.glob("*.mbox"))
     loose = [f"{p} {oct(_mode(p))}" for p in written if p.is_file() and _mode(p) != 0o600]
     loose += [f"{p} {oct(_mode(p))}" for p in written if p.is_dir() and _mode(p) != 0o700]
     assert loose == []

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from event_pipeline import settings
 from event_pipeline.defs import defs
+from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import sample, write_csv
 from event_pipeline_tests.support.pipeline import ASSET_CHAIN, engine, make_event, run_import
@@ -51,14 +52,17 @@ def test_twenty_rows_three_invalid_two_duplicates(instance: dg.DagsterInstance, 
     assert up.status == "done"
     assert _count(tables.participants) == 15
     assert _count(tables.access_tokens) == 15
-    assert len(list((var_home.upload_store / "qr" / "devcon-2026").glob("*.png"))) == 15
-    assert len(list(var_home.outbox.glob("welcome-*.eml"))) == 15
-    assert len(list(var_home.outbox.glob("import_complete-*.eml"))) == 1
+    assert not list(var_home.home.rglob("*.png"))  # QR codes live only inside the mails
+    assert len(list(outbox_messages(var_home.outbox, "welcome"))) == 15
+    assert len(list(outbox_messages(var_home.outbox, "import_complete"))) == 1
 
     # Invalid rows are reported with the row numbers the organiser sees.
+    # Every row not loaded is reported with the row number the organiser sees: the invalid rows
+    # and the duplicates, each an error; the counts say the same.
     with open(up.error_report_path, encoding="utf-8-sig", newline="") as fh:
-        reported = {int(r["row"]) for r in csv.DictReader(fh)}
-    assert reported == set(s.invalid_rows)
+        reported = [(int(r["row"]), r["severity"]) for r in csv.DictReader(fh)]
+    assert reported == [(row, "error") for row in sorted(s.invalid_rows + s.duplicate_rows)]
+    assert len(reported) == up.rejected_rows + up.duplicates_in_file
 
     checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("counts_add_up", True)]
@@ -74,7 +78,7 @@ def test_rerun_changes_nothing_and_sends_nothing(instance: dg.DagsterInstance, v
     upload, first = run_import(instance, source)
     with engine().connect() as conn:
         tokens_before = set(conn.execute(sa.select(tables.access_tokens.c.public_id)).scalars())
-    mails_before = sorted(p.name for p in var_home.outbox.iterdir())
+    mails_before = [m["Message-ID"] for m in outbox_messages(var_home.outbox)]
 
     _, second = run_import(instance, source)
     assert first.success and second.success
@@ -82,7 +86,7 @@ def test_rerun_changes_nothing_and_sends_nothing(instance: dg.DagsterInstance, v
         tokens_after = set(conn.execute(sa.select(tables.access_tokens.c.public_id)).scalars())
         up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
     assert tokens_after == tokens_before
-    assert sorted(p.name for p in var_home.outbox.iterdir()) == mails_before
+    assert [m["Message-ID"] for m in outbox_messages(var_home.outbox)] == mails_before
     # A re-run of the same upload reports what the upload did, not "10 unchanged".
     assert (up.loaded_new, up.unchanged) == (10, 0)
 
@@ -101,7 +105,7 @@ def test_second_upload_counts_updates_and_unchanged(instance: dg.DagsterInstance
         up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
     assert (up.loaded_new, up.updated, up.unchanged) == (1, 1, 5)
     assert _count(tables.participants) == 7
-    assert len(list(var_home.outbox.glob("welcome-*.eml"))) == 7
+    assert len(list(outbox_messages(var_home.outbox, "welcome"))) == 7
 
 
 def test_unreadable_file_is_rejected_without_retry(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:
@@ -195,3 +199,42 @@ def test_strict_mode_from_the_launchpad_config(instance: dg.DagsterInstance, var
         run_config={"ops": {"validated_rows": {"config": {"strict": False}}}},
     )
     assert relaxed.success and _count(tables.participants) == 5
+
+
+@pytest.mark.usefixtures("database_url")
+def test_a_cp949_reimport_with_one_stray_byte_leaves_existing_names_byte_identical(
+    instance: dg.DagsterInstance, var_home: settings.Paths
+) -> None:
+    """Once, a detector read such a file as cp1257 and the re-import "updated" 100 names into mojibake."""
+    names = [
+        f"{family}{given}"
+        for family in "김이박최정강조윤장임"
+        for given in ("민수", "서연", "하늘", "다은", "지우", "준서", "예린", "도윤", "수아", "현우")
+    ]
+    rows = ["Name,Email"] + [f"{name},user{i}@example.com" for i, name in enumerate(names)]
+    clean = ("\r\n".join(rows) + "\r\n").encode("cp949")
+    make_event()
+    first_file = var_home.home / "in" / "first.csv"
+    first_file.parent.mkdir(parents=True, exist_ok=True)
+    first_file.write_bytes(clean)
+    _, result = run_import(instance, first_file)
+    assert result.success
+
+    def stored() -> dict[str, bytes]:
+        with engine().connect() as conn:
+            found = conn.execute(sa.select(tables.participants.c.email_norm, tables.participants.c.name)).all()
+        return {email: name.encode("utf-8") for email, name in found}
+
+    before = stored()
+    assert sorted(n.decode() for n in before.values()) == sorted(names)
+    at = clean.index("최".encode("cp949"))
+    broken = var_home.home / "in" / "second.csv"
+    broken.write_bytes(clean[:at] + b"\x80" + clean[at:])
+
+    upload, _ = run_import(instance, broken)
+
+    with engine().connect() as conn:
+        up = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == upload.id)).one()
+    assert up.status == "rejected" and "cp949" in (up.reason or "") and f"byte offset {at}" in (up.reason or "")
+    assert (up.updated or 0) == 0
+    assert stored() == before

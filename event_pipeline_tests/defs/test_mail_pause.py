@@ -15,6 +15,7 @@ from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.defs.jobs import send_due_emails_job
 from event_pipeline.defs.resources import MailerResource, default_resources, mail_context
+from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.steps import messages
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import sample, write_csv
@@ -116,7 +117,7 @@ def test_sendgrid_backend_without_a_key_fails_closed(instance: dg.DagsterInstanc
     assert result.success
     note = upload_row(upload.id).mail_note or ""
     assert "SENDGRID_API_KEY is not set" in note
-    assert not list(var_home.outbox.rglob("*.eml"))  # no silent fallback to the local outbox
+    assert not list(outbox_messages(var_home.outbox))  # no silent fallback to the local outbox
     rows = deliveries()
     assert rows and all(r.status == "queued" and r.attempts == 0 for r in rows)  # nothing was even claimed
     # The mail job, where operators look for mail trouble, fails with the same clear reason.

@@ -19,6 +19,7 @@ from event_pipeline.defs import defs
 from event_pipeline.defs.resources import AccessTokensResource, default_resources
 from event_pipeline.defs.schedules import reconcile_requests, upload_history
 from event_pipeline.defs.sensors import FILE_TAG, import_failure_sensor, inbox_sensor
+from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.steps import reconcile
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import csv_bytes, sample
@@ -173,8 +174,8 @@ def test_a_failed_old_upload_resumed_after_a_newer_one_keeps_the_newer_values(
         ).scalar_one()
     with open(report, encoding="utf-8-sig", newline="") as fh:
         lines = list(csv.DictReader(fh))
-    assert [(ln["row"], ln["column"]) for ln in lines] == [("3", "name")]
-    assert f"the newer upload {new.partition_key} already set this field" in lines[0]["message"]
+    assert [(ln["row"], ln["column"], ln["severity"]) for ln in lines] == [("3", "name", "warning")]
+    assert f"the newer upload {new.partition_key} already set this field" in lines[0]["reason"]
 
 
 def test_reconcile_uses_the_same_settling_rule(
@@ -219,10 +220,10 @@ def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInsta
     reason = reason_file.read_text(encoding="utf-8")
     assert "broken.csv" in reason and "PNG" in reason
     assert not list((var_home.received / SLUG).iterdir())
-    assert len(list(var_home.outbox.glob("import_failed-*.eml"))) == 1
+    assert len(list(outbox_messages(var_home.outbox, "import_failed"))) == 1
     # Once per upload, however often the sensor sees failed runs of it.
     import_failure_sensor(ctx)
-    assert len(list(var_home.outbox.glob("import_failed-*.eml"))) == 1
+    assert len(list(outbox_messages(var_home.outbox, "import_failed"))) == 1
     assert _status(upload_id) == "rejected"
 
 
@@ -232,4 +233,4 @@ def test_failure_sensor_skips_runs_that_will_be_retried(instance: dg.DagsterInst
     ctx = _failed_run_context(instance, _ticks(instance).partition(), **{"dagster/will_retry": "true"})
     import_failure_sensor(ctx)
     assert len(list((var_home.received / SLUG).iterdir())) == 1
-    assert not list(var_home.outbox.glob("import_failed-*.eml"))
+    assert not list(outbox_messages(var_home.outbox, "import_failed"))

@@ -1,11 +1,16 @@
-"""Mail test helpers: an event with participants, tokens and QR codes built by the real pipeline
-steps, and small readers of what FakeSendGrid received."""
+"""Mail test helpers: an event with participants and tokens built by the real pipeline steps
+(QR codes are rendered by the mail builder at send time), and small readers of what FakeSendGrid
+received and of the outbox's mbox files."""
 
 from __future__ import annotations
 
 import json
+import mailbox
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,7 +20,7 @@ from sqlalchemy.engine import Engine
 from event_pipeline import settings
 from event_pipeline.access.tokens import TokenCodec
 from event_pipeline.mail.senders import Sender, SendGridSender
-from event_pipeline.steps import messages, tickets
+from event_pipeline.steps import messages
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import tokens as tokens_store
 from event_pipeline.store.db import make_engine
@@ -101,7 +106,6 @@ def make_world(
     )
     load_participants(engine, event_id=event.id, upload_id="upload-1", upload_seq=1, rows=frame)
     tokens_store.issue_missing_tokens(engine, event.id)
-    tickets.render_missing_qr_codes(engine, paths, CODEC, event_id=event.id, event_slug=slug, base_url=BASE_URL)
     return MailWorld(engine, paths, event, emails)
 
 
@@ -150,3 +154,19 @@ def checkin_url_of(engine: Engine, participant_id: int) -> str:
             )
         ).scalar_one()
     return checkin_url(BASE_URL, CODEC.token_for(public_id))
+
+
+def mbox_delivery_ids(path: Path) -> list[int]:
+    """The ``X-Event-Pipeline-Delivery-Id`` header (the ``delivery_id`` custom arg) of every
+    message in one mbox file, in file order, split by the stdlib ``mailbox`` reader."""
+    # Headers only: parsing every body (base64 PNGs) made counting thousands of messages slow.
+    box = mailbox.mbox(path, factory=BytesHeaderParser().parse, create=False)  # type: ignore[arg-type]
+    try:
+        return [int(str(m["X-Event-Pipeline-Delivery-Id"])) for m in box.itervalues()]
+    finally:
+        box.close()
+
+
+def outbox_per_delivery(directory: Path) -> Counter[int]:
+    """How many messages all the outbox's mbox files hold for each delivery id."""
+    return Counter(i for path in sorted(directory.glob("*.mbox")) for i in mbox_delivery_ids(path))

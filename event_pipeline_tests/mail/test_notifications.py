@@ -19,6 +19,7 @@ from event_pipeline.defs.jobs import import_job
 from event_pipeline.defs.partitions import UPLOADS
 from event_pipeline.defs.resources import MailerResource, default_resources
 from event_pipeline.defs.sensors import import_failure_sensor
+from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.steps.inbox import register_local_file
 from event_pipeline.store.tables import access_tokens
 from event_pipeline.store.uploads import Upload
@@ -86,7 +87,7 @@ def test_import_sends_one_welcome_each_and_one_report_even_when_run_again(
     assert "파일의 행 수: 14" in report.body["content"][0]["value"]
     meta = first.asset_materializations_for_node("welcome_emails")[0].metadata
     assert meta["sent"].value == 12
-    assert not list(var_home.outbox.glob("*.eml"))  # everything went through SendGrid
+    assert not list(outbox_messages(var_home.outbox))  # everything went through SendGrid
 
 
 def checkin_url_in_qr(participant_id: int) -> str:

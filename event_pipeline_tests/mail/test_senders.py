@@ -1,22 +1,24 @@
-"""Both senders on real messages: SendGrid over HTTP (real client, FakeSendGrid) and the outbox."""
+"""SendGrid on real messages: payload by the official helpers, sent over a pooled urllib3
+connection to FakeSendGrid (plain HTTP and TLS); how each answer is classified. The outbox has
+its own tests (test_outbox.py)."""
 
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 import pytest
 from python_http_client.exceptions import BadRequestsError
 
-from event_pipeline.mail.message import InlineImage, OutgoingMessage
+from event_pipeline.mail.dispatch import DispatchAborted
+from event_pipeline.mail.message import OutgoingMessage
+from event_pipeline.mail.outbox import MboxOutbox
 from event_pipeline.mail.senders import (
-    OutboxSender,
     PermanentSendError,
     RateLimitedError,
     SenderUnavailableError,
@@ -57,7 +59,7 @@ def built(world: MailWorld) -> dict[int, OutgoingMessage]:
     """The messages the pipeline would send for every queued welcome (claimed, as dispatch does)."""
     world.enqueue()
     claimed = deliveries_store.claim_due(world.engine, limit=100)
-    return messages.build_messages(world.engine, world.ctx(OutboxSender(world.paths.outbox)), claimed)
+    return messages.build_messages(world.engine, world.ctx(MboxOutbox(world.paths.outbox)), claimed)
 
 
 def test_welcome_over_sendgrid_has_inline_qr_and_only_ids_in_custom_args(
@@ -111,57 +113,6 @@ def test_korean_event_gets_korean_mail(world_factory: Callable[..., MailWorld], 
     assert '<html lang="ko">' in sent.body["content"][1]["value"]
 
 
-def _eml(path_glob: Iterator[object]) -> list[EmailMessage]:
-    out = []
-    for p in path_glob:
-        with open(str(p), "rb") as fh:
-            msg = email.message_from_binary_file(fh, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        out.append(msg)
-    return out
-
-
-def test_outbox_eml_has_alternative_parts_and_a_decodable_inline_qr(world_factory: Callable[..., MailWorld]) -> None:
-    world = world_factory(NAMES)
-    world.enqueue()
-
-    stats = messages.dispatch(world.engine, world.ctx(OutboxSender(world.paths.outbox)))
-
-    assert stats.sent == 3
-    mails = _eml(world.paths.outbox.glob("welcome-*.eml"))
-    assert len(mails) == 3
-    for mail in mails:
-        assert mail.get_content_type() == "multipart/alternative"
-        text = mail.get_body(preferencelist=("plain",))
-        html = mail.get_body(preferencelist=("html",))
-        assert text is not None and html is not None
-        related = [p for p in mail.walk() if p.get_content_type() == "multipart/related"]
-        assert len(related) == 1
-        [image] = [p for p in mail.walk() if p.get_content_type() == "image/png"]
-        assert image.get_content_disposition() == "inline"
-        cid = str(image["Content-ID"]).strip("<>")
-        assert f'src="cid:{cid}"' in html.get_content()
-        participant_id = int(str(mail["X-Event-Pipeline-Participant-Id"]))
-        assert qr_text(image.get_content()) == checkin_url_of(world.engine, participant_id)
-        headers = {k: str(v) for k, v in mail.items() if k.startswith("X-Event-Pipeline")}
-        assert headers and not any("@" in v for v in headers.values())
-    by_name = {str(m["X-Event-Pipeline-Participant-Id"]): m for m in mails}
-    script = next(m for m in by_name.values() if "script" in (m.get_body(("plain",)) or m).get_content())
-    assert "<script>alert('x')</script>" in script.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "&lt;script&gt;" in script.get_body(("html",)).get_content()  # type: ignore[union-attr]
-
-
-def test_outbox_writes_one_file_per_message_key(tmp_path: object) -> None:
-    from pathlib import Path
-
-    outbox = OutboxSender(Path(str(tmp_path)) / "outbox")
-    image = InlineImage("qr", "qr.png", b"\x89PNG fake")
-    outbox.send(plain(inline_images=(image,)))
-    outbox.send(plain(inline_images=(image,)))
-
-    assert [p.name for p in (Path(str(tmp_path)) / "outbox").iterdir()] == ["welcome-1.eml"]
-
-
 def test_sendgrid_accepts_and_returns_the_message_id(fake: FakeSendGrid) -> None:
     result = sendgrid(fake).send(plain())
 
@@ -213,6 +164,13 @@ def test_wrong_api_key_means_the_sender_is_unavailable(fake: FakeSendGrid) -> No
         SendGridSender("SG.wrong", host=fake.host, timeout_s=5).send(plain())
 
 
+def test_forbidden_means_the_sender_is_unavailable(fake: FakeSendGrid) -> None:
+    fake.fail_next(1, 403)  # what SendGrid answers for an unverified sender identity
+
+    with pytest.raises(SenderUnavailableError, match="HTTP 403"):
+        sendgrid(fake).send(plain())
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_are_transient(fake: FakeSendGrid, status: int) -> None:
     fake.fail_next(1, status)
@@ -238,10 +196,13 @@ def test_429_carries_the_rate_limit_reset(fake: FakeSendGrid) -> None:
 def test_dropped_connection_is_transient(fake: FakeSendGrid) -> None:
     fake.drop_next(1)
 
+    sender = sendgrid(fake)
     with pytest.raises(TransientSendError, match="network error: RemoteDisconnected"):
-        sendgrid(fake).send(plain())
+        sender.send(plain())
 
-    assert sendgrid(fake).send(plain()).message_id  # the next request goes through
+    # The pool drops the dead connection: the same sender's next request goes through.
+    assert sender.send(plain()).message_id
+    assert len(fake.messages) == 1
 
 
 @pytest.fixture
@@ -269,13 +230,25 @@ def silent_server() -> Iterator[str]:
     server.close()
 
 
-def test_client_timeout_applies_to_every_request(silent_server: str) -> None:
+def test_a_silent_server_times_out_on_every_request(silent_server: str) -> None:
     sender = SendGridSender("SG.key", host=silent_server, timeout_s=0.2)
 
-    # The timeout is copied into the child clients the library builds per call.
-    assert sender.client.client.mail.send.timeout == 0.2
-    with pytest.raises(TransientSendError, match="network error: TimeoutError"):
+    for _ in range(2):  # the read timeout holds for each request, not just the first
+        started = time.monotonic()
+        with pytest.raises(TransientSendError, match="network error: TimeoutError"):
+            sender.send(plain())
+        assert time.monotonic() - started < 5
+
+
+def test_a_slow_answer_is_a_read_timeout_and_transient(fake: FakeSendGrid) -> None:
+    sender = sendgrid(fake, timeout_s=0.3)
+    fake.slow_next(1, 10)
+
+    with pytest.raises(TransientSendError, match="network error: TimeoutError") as excinfo:
         sender.send(plain())
+
+    assert not isinstance(excinfo.value, RateLimitedError)
+    assert sender.send(plain()).message_id  # a fresh connection for the next message
 
 
 def test_connection_refused_is_transient() -> None:
@@ -283,8 +256,73 @@ def test_connection_refused_is_transient() -> None:
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
 
-    with pytest.raises(TransientSendError, match="network error: URLError"):
+    with pytest.raises(TransientSendError, match="network error: ConnectionRefusedError"):
         SendGridSender("SG.key", host=f"http://127.0.0.1:{port}", timeout_s=2).send(plain())
+
+
+def test_a_dispatch_reuses_one_connection_per_worker(
+    world_factory: Callable[..., MailWorld], fake: FakeSendGrid
+) -> None:
+    world = world_factory([f"Person {i}" for i in range(100)])
+    world.enqueue()
+    # The first 8 sends are answered only once all 8 are on the wire at once, so 8 connections
+    # are really open together; afterwards every send must ride one of them.
+    fake.rendezvous(8)
+
+    stats = messages.dispatch(
+        world.engine,
+        world.ctx(SendGridSender(fake.api_key, host=fake.host, timeout_s=15, pool_size=8), workers=8),
+    )
+
+    assert stats.sent == 100 and len(fake.messages) == 100
+    assert fake.max_in_flight == 8
+    assert fake.connections_total == 8
+
+
+@pytest.fixture
+def tls_fake() -> Iterator[FakeSendGrid]:
+    with FakeSendGrid(tls=True) as server:
+        yield server
+
+
+def test_tls_with_the_trust_from_ssl_cert_file(tls_fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", tls_fake.ca_file)
+    sender = SendGridSender(tls_fake.api_key, host=tls_fake.host, timeout_s=5, pool_size=4)
+    assert sender.url.startswith("https://")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: sender.send(plain(custom_args={"delivery_id": str(i)})), range(20)))
+
+    assert len({r.message_id for r in results}) == 20
+    assert sorted(int(custom_args(m.body)["delivery_id"]) for m in tls_fake.messages) == list(range(20))
+    assert tls_fake.connections_total <= 4  # one handshake per pooled connection, not per message
+
+
+def test_an_untrusted_certificate_means_the_sender_is_unavailable(
+    tls_fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+    with pytest.raises(SenderUnavailableError, match="TLS verification of the mail provider failed"):
+        SendGridSender(tls_fake.api_key, host=tls_fake.host, timeout_s=5).send(plain())
+
+    assert tls_fake.messages == []
+
+
+def test_an_untrusted_certificate_stops_the_dispatch_and_costs_no_attempt(
+    world_factory: Callable[..., MailWorld], tls_fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    world = world_factory(NAMES)
+    world.enqueue()
+
+    with pytest.raises(DispatchAborted, match="SSLCertVerificationError"):
+        messages.dispatch(world.engine, world.ctx(SendGridSender(tls_fake.api_key, host=tls_fake.host), workers=2))
+
+    rows = world.rows()
+    assert len(rows) == 3 and tls_fake.messages == []
+    # Put back, not failed: every delivery waits for the certificate to be fixed.
+    assert all(r["status"] in ("queued", "awaiting_retry") and r["attempts"] == 0 for r in rows)
 
 
 def test_build_skips_deliveries_that_are_no_longer_deliverable(world_factory: Callable[..., MailWorld]) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from event_pipeline.intake import read_table
-from event_pipeline.schemas import RowError, dedupe_in_file, validate_participants, write_error_report
+from event_pipeline.schemas import (
+    dedupe_in_file,
+    duplicate_findings,
+    read_findings,
+    validate_participants,
+    write_error_report,
+)
 
 
 def test_counts_add_up_for_a_korean_excel_style_csv(tmp_path: Path) -> None:
@@ -33,22 +39,26 @@ def test_counts_add_up_for_a_korean_excel_style_csv(tmp_path: Path) -> None:
     assert outcome.valid["source_row"].tolist() == [4, 5, 6, 9]
     assert outcome.valid["phone"].tolist() == ["+821012345678", "+821012345678", "+821012345678", "12345"]
     assert outcome.valid["name"].tolist() == ["홍길동", "김영희", "홍길동", "박 지성"]
-    assert outcome.errors == [
-        RowError(7, "email", "lee@", "not a valid email address: There must be something after the @-sign."),
-        RowError(11, "email", "", "email is empty."),
+    assert [(f.row, f.column, f.severity, f.reason) for f in outcome.errors] == [
+        (7, "email", "error", "not a valid email address: there is nothing after the @ sign."),
+        (11, "email", "error", "email is empty."),
     ]
-    assert outcome.warnings == [
-        RowError(9, "phone", "12345", "phone number not recognised (default region KR); kept as given.")
+    assert [(f.row, f.column, f.severity, f.reason) for f in outcome.warnings] == [
+        (9, "phone", "warning", "phone number not recognised (default region KR); kept as given.")
     ]
 
     dedupe = dedupe_in_file(outcome.valid)
     assert dedupe.duplicates.to_dict(orient="records") == [
-        {"source_row": 6, "email": "hong@example.com", "first_row": 4}
+        {"source_row": 6, "email": "hong@example.com", "first_row": 4, "other_name": False}
     ]
     assert table.rows == len(dedupe.kept) + len(dedupe.duplicates) + outcome.invalid_rows == 3 + 1 + 2
 
     report = tmp_path / "reports" / "errors.csv"
-    assert write_error_report(report, [*outcome.errors, *outcome.warnings], table.frame) == 3
+    findings = [*outcome.errors, *outcome.warnings, *duplicate_findings(dedupe.duplicates)]
+    assert write_error_report(report, findings, table.frame) == 4
     lines = report.read_text(encoding="utf-8-sig").splitlines()
-    assert lines[0] == "row,column,message,name,email,phone,department,비고"
-    assert lines[2] == "11,email,email is empty.,합계,,,,4명"
+    assert lines[0] == "row,column,severity,reason,reason_ko,name,email,phone,department,비고"
+    assert lines[2] == "11,email,error,email is empty.,이메일이 비어 있습니다.,합계,,,,4명"
+    assert lines[-1].startswith("6,email,error,repeats row 4 (the same email); only row 4 was loaded.,")
+    # Errors are the rows not loaded: the invalid ones and the duplicate, never the warning.
+    assert {f.row for f in read_findings(report) if f.severity == "error"} == {6, 7, 11}

@@ -135,9 +135,45 @@ def test_decomposed_hangul_is_composed() -> None:
 
 @pytest.mark.parametrize("value", ["abc", "홍길동", "010-1234-5678", "a b c", "합계", "kim.example.com", "x" * 300])
 def test_no_at_sign_shortcut_matches_library_wording(value: str) -> None:
-    from event_pipeline.schemas.normalise import NO_AT_SIGN, email_reason
+    from event_pipeline.schemas.normalise import NO_AT_SIGN, email_problem
 
     with pytest.raises(EmailNotValidError) as info:
         validate_email(value, check_deliverability=False)
-    assert str(info.value) == NO_AT_SIGN == email_reason(value)
+    assert str(info.value) == NO_AT_SIGN
+    assert email_problem(value) == "email_invalid.no_at"
     assert valid_email_mask(_s([value])).tolist() == [False]
+
+
+# Turkish dotted capital I and the Kelvin sign: str.lower() folded both into ASCII ("İ" -> "i" +
+# U+0307, Kelvin -> "k"), so two different mailboxes became one participant.
+_LOOKALIKES = ["\u0130sa@x.com", "isa@x.com", "Isa@x.com", "\u212aim@x.com", "kim@x.com", "\u0131sa@x.com"]
+
+
+def test_email_column_keeps_addresses_differing_in_non_ascii_letters_apart() -> None:
+    emails = normalise_emails(_s(_LOOKALIKES)).tolist()
+    assert emails == ["\u0130sa@x.com", "isa@x.com", "isa@x.com", "\u212aim@x.com", "kim@x.com", "\u0131sa@x.com"]
+
+
+@given(st.lists(st.sampled_from([*_LOOKALIKES, " A@B.CO ", "x@BÜCHER.de", "x@xn--bcher-kva.de", "Ü@x.com", "z"])))
+@settings(max_examples=60, deadline=None)
+def test_email_column_is_the_per_value_rule(values: list[str]) -> None:
+    from event_pipeline.identity import normalise_email
+
+    assert normalise_emails(_s(values)).tolist() == [normalise_email(v) for v in values]
+
+
+def test_load_and_dedupe_keep_dotted_i_and_kelvin_sign_addresses_as_their_own_participants() -> None:
+    from event_pipeline.schemas import dedupe_in_file, validate_participants
+
+    raw = pd.DataFrame(
+        {
+            "source_row": [2, 3, 4, 5, 6],
+            "name": ["Isa One", "Isa Two", "Kim One", "Kim Two", "Kim Three"],
+            "email": ["\u0130sa@x.com", "isa@x.com", "\u212aim@x.com", "kim@x.com", "KIM@x.com"],
+        }
+    ).astype({"name": "str", "email": "str"})
+    outcome = validate_participants(raw)
+    assert outcome.valid["source_row"].tolist() == [2, 3, 4, 5, 6]  # the clean model takes "İsa@x.com"
+    deduped = dedupe_in_file(outcome.valid)
+    assert deduped.kept["email"].tolist() == ["\u0130sa@x.com", "isa@x.com", "\u212aim@x.com", "kim@x.com"]
+    assert deduped.duplicates["source_row"].tolist() == [6]  # only the ASCII KIM repeats kim

@@ -6,7 +6,11 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from event_pipeline.schemas import CleanParticipants, RowError, validate_participants
+from event_pipeline.schemas import CleanParticipants, Finding, validate_participants
+
+
+def _said(findings: list[Finding]) -> list[tuple[int, str, str, str]]:
+    return [(f.row, f.column, f.severity, f.reason) for f in findings]
 
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
@@ -78,32 +82,35 @@ def test_row_errors_with_exact_messages() -> None:
     outcome = validate_participants(frame)
     assert outcome.valid["source_row"].tolist() == [2]
     assert outcome.invalid_rows == 5
-    assert outcome.errors == [
-        RowError(3, "name", "", "name is empty."),
-        RowError(3, "email", "", "email is empty."),
-        RowError(4, "name", "K", "name must be 2 to 100 characters long (it has 1)."),
-        RowError(
+    assert _said(outcome.errors) == [
+        (3, "name", "error", "name is empty."),
+        (3, "email", "error", "email is empty."),
+        (4, "name", "error", "name must be 2 to 100 characters long (it has 1)."),
+        (
             4,
             "email",
-            "kim@@example.com",
-            "not a valid email address: The part after the @-sign contains invalid characters: '@'.",
+            "error",
+            "not a valid email address: it contains characters an address cannot have (spaces, a second @, "
+            "brackets, ...).",
         ),
-        RowError(5, "name", "x" * 39 + "…", "name must be 2 to 100 characters long (it has 101)."),
-        RowError(
+        (5, "name", "error", "name must be 2 to 100 characters long (it has 101)."),
+        (
             5,
             "email",
-            "a..b@example.com",
-            "not a valid email address: An email address cannot have two periods in a row.",
+            "error",
+            "not a valid email address: a period or hyphen is misplaced (at the start or end, or two in a row).",
         ),
-        RowError(9, "email", "", "email is empty."),
-        RowError(
+        (9, "email", "error", "email is empty."),
+        (
             10,
             "email",
-            "Lee <lee@example.com>",
-            "not a valid email address: "
-            "A display name and angle brackets around the email address are not permitted here.",
+            "error",
+            "not a valid email address: it has a name or angle brackets around the address; keep the address only.",
         ),
     ]
+    # No reason quotes the cell it is about.
+    for finding in outcome.errors:
+        assert "kim@@" not in finding.reason and "a..b" not in finding.reason and "lee@" not in finding.reason
 
 
 def test_phone_not_required_unparseable_is_a_warning_and_kept() -> None:
@@ -118,7 +125,13 @@ def test_phone_not_required_unparseable_is_a_warning_and_kept() -> None:
     assert outcome.errors == []
     assert outcome.valid["phone"].tolist() == ["12345", "", "+821012345678"]
     assert outcome.warnings == [
-        RowError(2, "phone", " 12345 ", "phone number not recognised (default region KR); kept as given.")
+        Finding(
+            2,
+            "phone",
+            "warning",
+            "phone number not recognised (default region KR); kept as given.",
+            "전화번호 형식을 알 수 없어(기본 국가 KR) 입력된 그대로 저장했습니다.",
+        )
     ]
 
 
@@ -133,9 +146,9 @@ def test_phone_required() -> None:
     outcome = validate_participants(frame, phone_required=True)
     assert outcome.valid["source_row"].tolist() == [4]
     assert outcome.warnings == []
-    assert outcome.errors == [
-        RowError(2, "phone", "12345", "not a valid phone number (default region KR)."),
-        RowError(3, "phone", "  ", "phone is empty (phone is required)."),
+    assert _said(outcome.errors) == [
+        (2, "phone", "error", "not a valid phone number (default region KR)."),
+        (3, "phone", "error", "phone is empty (phone is required)."),
     ]
 
 
@@ -143,7 +156,7 @@ def test_phone_required_without_phone_column() -> None:
     outcome = validate_participants(
         _frame([{"source_row": 2, "name": "Kim", "email": "k@example.com"}]), phone_required=True
     )
-    assert outcome.errors == [RowError(2, "phone", "", "phone is empty (phone is required).")]
+    assert _said(outcome.errors) == [(2, "phone", "error", "phone is empty (phone is required).")]
 
 
 def test_default_region() -> None:
@@ -152,10 +165,11 @@ def test_default_region() -> None:
     assert validate_participants(frame).warnings[0].column == "phone"
 
 
-def test_multiline_value_preview_is_one_line() -> None:
+def test_a_reason_is_one_line_and_never_quotes_the_cell() -> None:
     frame = _frame([{"source_row": 7, "name": "Kim", "email": "k@exa\nmple.com"}])
     outcome = validate_participants(frame)
-    assert outcome.errors[0].value_preview == "k@exa⏎mple.com"
+    [error] = outcome.errors
+    assert "\n" not in error.reason and "exa" not in error.reason and "exa" not in error.reason_ko
 
 
 def test_raw_frame_without_email_column_is_a_programming_error() -> None:
@@ -209,3 +223,51 @@ def test_nul_characters_are_dropped_before_they_reach_the_database() -> None:
     assert list(outcome.valid["name"]) == ["Kim Minjun", "Lee Seoyeon"]
     assert list(outcome.valid["email"]) == ["kim@example.com", "lee@example.com"]
     assert not outcome.valid.apply(lambda col: col.astype(str).str.contains("\x00", regex=False)).any().any()
+
+
+def test_values_longer_than_their_column_are_row_errors_with_the_limit() -> None:
+    """A 201-character department failed the whole load on PostgreSQL (VARCHAR(200))."""
+    import sqlalchemy as sa
+
+    from event_pipeline.schemas.rules import LENGTH_LIMITS
+    from event_pipeline.store.tables import participants
+
+    declared = {}
+    for field in ("phone", "department", "position"):
+        column_type = participants.c[field].type
+        assert isinstance(column_type, sa.String)
+        declared[field] = column_type.length
+    assert declared == LENGTH_LIMITS == {"phone": 40, "department": 200, "position": 200}
+    frame = _frame(
+        [
+            {"source_row": 2, "name": "Kim", "email": "k@example.com", "department": "가" * 201, "phone": ""},
+            {"source_row": 3, "name": "Lee", "email": "l@example.com", "department": "가" * 200, "phone": ""},
+            {"source_row": 4, "name": "Park", "email": "p@example.com", "department": "", "phone": "9" * 41},
+        ]
+    )
+    outcome = validate_participants(frame)
+    assert outcome.valid["source_row"].tolist() == [3]
+    assert _said(outcome.errors) == [
+        (2, "department", "error", "department is longer than 200 characters (it has 201). The row was not loaded."),
+        (4, "phone", "error", "phone is longer than 40 characters (it has 41). The row was not loaded."),
+    ]
+    assert outcome.errors[0].reason_ko == "부서이(가) 200자를 넘습니다(현재 201자). 이 행은 등록되지 않았습니다."
+    assert outcome.warnings == []  # the long phone's row is rejected, so no "kept as given" warning
+
+
+@pytest.mark.parametrize(
+    ("email", "reason"),
+    [
+        ("kim＠example.com", "it has a full-width or special at sign instead of @."),
+        ("@example.com", "there is nothing before the @ sign."),
+        ("kim@example", "the part after the @ sign is not a domain such as example.com."),
+        ("kim@example.invalid", "the part after the @ sign is a reserved name that cannot receive mail."),
+        ("ki m@example.com", "it contains characters an address cannot have (spaces, a second @, brackets, ...)."),
+        (".kim@example.com", "a period or hyphen is misplaced (at the start or end, or two in a row)."),
+        ("k@" + ("a" * 60 + ".") * 5 + "com", "it is too long."),
+    ],
+)
+def test_email_reasons_say_what_is_wrong_without_quoting_it(email: str, reason: str) -> None:
+    [error] = validate_participants(_frame([{"source_row": 2, "name": "Kim", "email": email}])).errors
+    assert error.reason == "not a valid email address: " + reason
+    assert error.reason_ko.startswith("올바른 이메일 주소가 아닙니다: ")

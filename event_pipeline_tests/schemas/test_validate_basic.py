@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from event_pipeline.schemas import RowError, dedupe_in_file, validate_participants
+from event_pipeline.schemas import Finding, dedupe_in_file, validate_participants
 
 
 def test_validate_and_dedupe() -> None:
@@ -21,10 +21,10 @@ def test_validate_and_dedupe() -> None:
     assert outcome.valid["email"].tolist() == ["kim@example.com", "kim@example.com"]
     assert outcome.valid["phone"].tolist() == ["+821012345678", ""]
     assert outcome.invalid_rows == 2
-    assert outcome.errors[0] == RowError(4, "email", "", "email is empty.")
+    assert outcome.errors[0] == Finding(4, "email", "error", "email is empty.", "이메일이 비어 있습니다.")
     assert outcome.errors[1].row == 5
     dedupe = dedupe_in_file(outcome.valid)
     assert dedupe.kept["source_row"].tolist() == [2]
     assert dedupe.duplicates.to_dict(orient="records") == [
-        {"source_row": 3, "email": "kim@example.com", "first_row": 2}
+        {"source_row": 3, "email": "kim@example.com", "first_row": 2, "other_name": True}
     ]

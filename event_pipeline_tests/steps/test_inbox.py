@@ -169,6 +169,17 @@ def test_unknown_event_and_bad_manifest_are_rejected_with_reasons(var_home: sett
     assert '"strict" must be true or false' in reasons
 
 
+@pytest.mark.parametrize("folder", ["DevCon 2026", "devcon-2026\n"])
+def test_a_folder_no_event_could_be_named_gets_the_slug_rule(var_home: settings.Paths, folder: str) -> None:
+    make_event()
+    _drop(var_home.inbox / folder, "list.csv", b"name,email\nA B,a@example.com\n")
+    passes = _settle(var_home)
+    assert passes[-1].registered == []
+    reasons = _rejected_reasons(var_home)
+    assert f"invalid event slug {folder!r}" in reasons
+    assert "event add" not in reasons  # no advice to create an event the slug rule refuses
+
+
 def test_identical_content_is_received_once(var_home: settings.Paths) -> None:
     make_event()
     data = csv_bytes(sample(3, invalid=0, duplicates=0).rows)

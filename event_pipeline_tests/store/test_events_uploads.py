@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.store import uploads as uploads_store
+from event_pipeline.store.db import as_utc
 from event_pipeline.store.events import Event, EventError, create_event, get_event, list_events
 from event_pipeline.store.tables import uploads as uploads_table
 
@@ -40,7 +42,7 @@ def test_create_event_then_duplicate_slug_is_refused_unless_exist_ok(engine: Eng
         assert [e.slug for e in list_events(conn)] == ["devcon-2026"]
 
 
-@pytest.mark.parametrize("slug", ["DevCon", "-x", "x-", "a b", "", "x" * 49, "../etc"])
+@pytest.mark.parametrize("slug", ["DevCon", "-x", "x-", "a b", "", "x" * 49, "../etc", "devcon\n", "devcon\r\n"])
 def test_bad_slugs_are_refused_with_a_hint(engine: Engine, slug: str) -> None:
     with pytest.raises(EventError, match="invalid event slug"):
         create_event(engine, slug=slug, name="n", organiser_email="org@example.com")
@@ -55,6 +57,34 @@ def test_language_and_organiser_email_are_checked(engine: Engine) -> None:
         create_event(engine, slug="e1", name="n", organiser_email="nobody")
     with engine.connect() as conn:
         assert get_event(conn, "e1") is None
+
+
+@pytest.mark.parametrize(
+    "organiser_email",
+    ["org@example.com\r\n", "org@example.com\nBcc: all@example.com", "a@example.com, b@example.com", "Org <o@x.com>"],
+)
+def test_organiser_email_must_be_one_address_on_one_line(engine: Engine, organiser_email: str) -> None:
+    # A CR/LF here went into the notice's To header, which then failed on every retry.
+    with pytest.raises(EventError, match="organiser email"):
+        create_event(engine, slug="e1", name="n", organiser_email=organiser_email)
+    with engine.connect() as conn:
+        assert get_event(conn, "e1") is None
+
+
+def test_organiser_email_is_stored_normalised(engine: Engine) -> None:
+    created = create_event(engine, slug="e1", name="n", organiser_email=" Org@BÜCHER.de ")
+    assert created.organiser_email == "org@bücher.de"
+
+
+def test_starts_at_keeps_the_wall_time_as_written_with_or_without_an_offset(engine: Engine) -> None:
+    naive = create_event(engine, slug="e1", name="n", organiser_email="o@x.com", starts_at=datetime(2026, 12, 1, 9))
+    seoul = timezone(timedelta(hours=9))
+    aware = create_event(
+        engine, slug="e2", name="n", organiser_email="o@x.com", starts_at=datetime(2026, 12, 1, 9, tzinfo=seoul)
+    )
+    for event in (naive, aware):
+        assert event.starts_at is not None
+        assert as_utc(event.starts_at).strftime("%Y-%m-%d %H:%M") == "2026-12-01 09:00"
 
 
 def test_register_upload_is_idempotent_per_event_and_content(engine: Engine, event: Event) -> None:

@@ -33,6 +33,7 @@ APP_TABLES = {
     "email_deliveries",
     "inbox_sightings",
     "mail_pauses",
+    "outbox_files",
 }
 
 

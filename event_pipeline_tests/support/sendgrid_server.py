@@ -1,17 +1,25 @@
-"""SendGrid v3-compatible HTTP server for tests (stdlib only), spoken to by the real ``sendgrid`` client::
+"""SendGrid v3-compatible HTTP(S) server for tests (``http.server``), spoken to by the real ``sendgrid`` client::
 
     with FakeSendGrid() as fake:
         SendGridAPIClient(api_key=fake.api_key, host=fake.host).send(mail)
         assert fake.messages[0].body["subject"] == "Hi"
 
+``FakeSendGrid(tls=True)`` serves HTTPS with a certificate made at start (``support/tls.py``,
+``cryptography``); clients trust it through ``SSL_CERT_FILE=fake.ca_file``, as they would a real
+server, and ``fake.client_env()`` gives a subprocess everything it needs. Connections are HTTP/1.1
+keep-alive: every answer is framed by Content-Length and every request body is read in full
+first, so a pooled client's connection stays in step; ``connections_total`` counts accepted
+TCP connections, which shows whether a client reused them.
+
 Endpoints: ``POST /v3/mail/send``, ``GET /v3/suppression/{bounces,blocks,invalid_emails}``,
 ``GET /__inspect/messages``, ``GET /__inspect/custom_args``, ``GET /__inspect/statuses``,
-``POST /__inspect/reset``.
+``GET /__inspect/connections``, ``POST /__inspect/reset``.
 
 Faults: ``fail_next`` (status codes, 429 with X-RateLimit-Reset), ``drop_next`` (connection
-closed without an answer), ``fail_ratio`` (seeded random 429/500/503), ``latency_s``, and
-``rendezvous`` (the next n sends answer only once all n are being handled at the same time,
-which proves concurrency without measuring time).
+closed without an answer), ``slow_next`` (answer only after a delay, for client read timeouts),
+``fail_ratio`` (seeded random 429/500/503), ``latency_s``, and ``rendezvous`` (the next n sends
+answer only once all n are being handled at the same time, which proves concurrency without
+measuring time). Delays wait on an event, never under a lock, so they overlap freely.
 """
 
 from __future__ import annotations
@@ -20,21 +28,28 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import math
 import random
 import re
 import secrets
+import shutil
 import socket
 import socketserver
+import ssl
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import parse_qs, urlsplit
+
+from .tls import server_context
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
 MAX_PERSONALIZATIONS = 1000
@@ -46,6 +61,8 @@ INVALID_GRANT = "The provided authorization grant is invalid, expired, or revoke
 _NOT_EMAIL = r"@\s<>()\[\]\\,;:\""
 _EMAIL_RE = re.compile(rf"^[^{_NOT_EMAIL}]+@[^{_NOT_EMAIL}.]+(\.[^{_NOT_EMAIL}.]+)+$")
 _SUPPRESSION_RE = re.compile(r"/v3/suppression/(bounces|blocks|invalid_emails)")
+_INDEX_RE = re.compile(r"\.\d+")  # personalizations.0.to -> personalizations.to (help anchors)
+_INTEGER_RE = re.compile(r"-?\d+")
 
 
 @dataclass
@@ -109,7 +126,7 @@ class _Validator:
         self.errors: list[dict[str, Any]] = []
 
     def add(self, key: str, field: str | None, **fmt: Any) -> None:
-        anchor = HELP_URL + re.sub(r"\.\d+", "", field) if field else None
+        anchor = HELP_URL + _INDEX_RE.sub("", field) if field else None
         self.errors.append(_err(_MESSAGES[key].format(**fmt), field, anchor))
 
     def typed(self, value: Any, expected: type, field: str | None) -> bool:
@@ -220,43 +237,92 @@ def _errors_body(message: str, field: str | None = None) -> dict[str, Any]:
 
 
 _Reply = tuple[int, Any, dict[str, str]]  # status, JSON payload (None: empty body), headers
+_log = logging.getLogger(__name__)
+HANDSHAKE_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 30.0  # an idle keep-alive connection is closed after this
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads, block_on_close, request_queue_size = True, False, 1024  # stop() joins, with a timeout
+    # Handler threads are started, tracked and joined here (process_request, FakeSendGrid.stop),
+    # so stop() can bound the wait; ThreadingMixIn's own bookkeeping is not used.
+    daemon_threads, block_on_close, request_queue_size = True, False, 1024
     fake: FakeSendGrid
+    ssl_context: ssl.SSLContext | None = None
 
     def server_bind(self) -> None:  # HTTPServer.server_bind calls getfqdn(), slow without DNS
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
 
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = self.socket.accept()
+        if self.ssl_context is None:
+            return sock, address
+        try:  # no I/O yet: the handshake runs in the connection's own thread (finish_request)
+            return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+        except OSError:
+            sock.close()
+            raise
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self.fake._lock:
-            self.fake._conns.add(request)
-        super().process_request(request, client_address)
+        fake = self.fake
+        with fake._lock:
+            fake._connections_total += 1
+            name = f"fake-sendgrid-conn-{fake._connections_total}"
+            thread = threading.Thread(
+                target=self.process_request_thread, args=(request, client_address), name=name, daemon=True
+            )
+            fake._conns[request] = thread
+        thread.start()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(HANDSHAKE_TIMEOUT_S)
+                request.do_handshake()
+            except OSError as exc:  # SSLError is one: untrusted certificate, plain HTTP, client gone
+                _log.info("FakeSendGrid: TLS handshake failed, connection dropped: %s", exc)
+                return
+        super().finish_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        super().shutdown_request(request)
+        # Forget it before closing it: stop() shuts down only sockets still listed, under the
+        # lock, so it never touches a closed socket whose file descriptor was reused.
         with self.fake._lock:
-            self.fake._conns.discard(request)
+            self.fake._conns.pop(request, None)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # client went away / stop(): not interesting
+        if not isinstance(sys.exc_info()[1], OSError):  # client went away / timed out / stop()
             super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version, timeout = "HTTP/1.1", 30  # timeout: idle keep-alive connections
+    protocol_version, timeout = "HTTP/1.1", IDLE_TIMEOUT_S
+    # Headers and body leave in one write (flushed by handle_one_request), and without Nagle's
+    # delay: a small answer split in two writes would otherwise wait for the client's delayed ACK.
+    wbufsize, disable_nagle_algorithm = -1, True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def handle_expect_100(self) -> bool:
+        answered = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for this before it sends the body
+        return answered
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self._read_body(length)
         api = not url.path.startswith("/__inspect/")
+        length = self._content_length()
+        if length is None:  # the body's end is unknown, so this connection cannot carry another request
+            status = HTTPStatus.LENGTH_REQUIRED if "Transfer-Encoding" in self.headers else HTTPStatus.BAD_REQUEST
+            self._send(status, _errors_body("a body needs a valid Content-Length"), {"Connection": "close"}, api)
+            return
+        raw = self._read_body(length)
+        if raw is None:  # the client left mid-body
+            self.close_connection = True
+            return
         reply = self._api(url.path.rstrip("/"), url.query, raw, length) if api else self._inspect(url.path)
         if reply is None:  # drop_next: close the connection without answering
             self.close_connection = True
@@ -265,12 +331,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    def _read_body(self, length: int) -> bytes:
+    def _content_length(self) -> int | None:
+        if "Transfer-Encoding" in self.headers:
+            return None  # SendGrid's clients always send Content-Length; chunked is not spoken here
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return 0
+        value = value.strip()
+        return int(value) if value.isascii() and value.isdigit() else None
+
+    def _read_body(self, length: int) -> bytes | None:
         if length <= MAX_BODY_BYTES:
-            return self.rfile.read(length) if length > 0 else b""
+            raw = self.rfile.read(length) if length > 0 else b""
+            return raw if len(raw) == length else None
         while length > 0:  # drain oversized bodies so the client reads the 413 instead of a reset
             chunk = self.rfile.read(min(length, 1 << 20))
-            length = length - len(chunk) if chunk else 0
+            if not chunk:
+                return None
+            length -= len(chunk)
         return b""
 
     def _send(self, status: int, payload: Any, headers: dict[str, str], record: bool) -> None:
@@ -279,12 +357,15 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.fake._lock:
                 self.server.fake._statuses[status] += 1
         self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(data))}.items():
+        for name, value in headers.items():
             self.send_header(name, value)
+        if status != HTTPStatus.NO_CONTENT:  # RFC 9110 8.6: a 204 carries no Content-Length
+            self.send_header("Content-Length", str(len(data)))
         if data:
             self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(data)
+        if data:
+            self.wfile.write(data)
 
     def _authorized(self) -> bool:
         return self.headers.get("Authorization") == f"Bearer {self.server.fake.api_key}"
@@ -294,6 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake._requests_total += 1
             drop, fake._drops = fake._drops > 0, max(0, fake._drops - 1)
+            delay = fake._slow.popleft() if fake._slow and not drop else 0.0
         if drop:
             return None
         match = _SUPPRESSION_RE.fullmatch(path)
@@ -301,7 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, _errors_body("not found"), {}
         if self.command != ("POST" if match is None else "GET"):
             return 405, _errors_body("method not allowed"), {}
-        fake._stopping.wait(fake.latency_s)
+        if (wait := delay + fake.latency_s) > 0:
+            fake._stopping.wait(wait)  # an event, not a lock: every request waits in parallel
         return self._mail_send(raw, length) if match is None else self._suppressions(match.group(1), query)
 
     def _mail_send(self, raw: bytes, length: int) -> _Reply:
@@ -351,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return 401, {"errors": [_err(INVALID_GRANT, None)]}, {}
         params = {k: v[-1] for k, v in parse_qs(query).items() if k in ("start_time", "end_time", "limit", "offset")}
-        if bad := [k for k, v in params.items() if not re.fullmatch(r"-?\d+", v)]:
+        if bad := [k for k, v in params.items() if not _INTEGER_RE.fullmatch(v)]:
             return 400, _errors_body(f"{bad[0]} must be an integer", bad[0]), {}
         limit = min(int(params.get("limit", SUPPRESSION_PAGE_MAX)), SUPPRESSION_PAGE_MAX)
         offset = int(params.get("offset", 0))
@@ -374,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, [m.body.get("custom_args", {}) for m in fake.messages], {}
         if path == "/__inspect/statuses" and self.command == "GET":
             return 200, {str(k): v for k, v in fake.statuses.items()}, {}
+        if path == "/__inspect/connections" and self.command == "GET":
+            return 200, {"total": fake.connections_total, "open": fake.connections_open}, {}
         if path == "/__inspect/reset" and self.command == "POST":
             fake.reset()
             return 204, None, {}
@@ -390,57 +475,86 @@ class FakeSendGrid:
         self,
         api_key: str = "SG.test-key",
         *,
+        tls: bool = False,
         rate_limit: int | None = None,
         rate_window_s: float = 1.0,
         latency_s: float = 0.0,
         fail_ratio: float = 0.0,
         seed: int = 0,
     ) -> None:
-        self.api_key, self.rate_limit, self.rate_window_s = api_key, rate_limit, rate_window_s
+        self.api_key, self.tls, self.rate_limit, self.rate_window_s = api_key, tls, rate_limit, rate_window_s
         self.latency_s, self.fail_ratio, self.seed = latency_s, fail_ratio, seed
         self._lock, self._stopping = threading.Lock(), threading.Event()
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, threading.Thread] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._tmp: Path | None = None
+        self._ca_file: Path | None = None
         self.reset()
 
     @property
     def host(self) -> str:
-        """``http://127.0.0.1:PORT`` (no ``/v3``: the client appends it); valid after start()."""
+        """``http(s)://127.0.0.1:PORT`` (no ``/v3``: the client appends it); valid after start()."""
         if self._server is None:
             raise RuntimeError("FakeSendGrid is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_port}"
+
+    @property
+    def ca_file(self) -> str:
+        """The server's certificate (PEM), for ``SSL_CERT_FILE``; valid after start() with tls=True."""
+        if self._ca_file is None:
+            raise RuntimeError("FakeSendGrid has no certificate: not started, or tls=False")
+        return str(self._ca_file)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a subprocess that sends here: host, API key and, with TLS, the trust."""
+        env = {"SENDGRID_HOST": self.host, "SENDGRID_API_KEY": self.api_key}
+        if self.tls:
+            env["SSL_CERT_FILE"] = self.ca_file
+        return env
 
     def start(self) -> FakeSendGrid:
         if self._server is not None:
             raise RuntimeError("FakeSendGrid already started")
         self._stopping.clear()
-        self._server = server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        if self.tls:
+            self._tmp = Path(tempfile.mkdtemp(prefix="fake-sendgrid-"))
+            server.ssl_context, self._ca_file = server_context(self._tmp)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="fake-sendgrid-accept", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop serving, close live connections and wait (up to ``timeout_s``) for handler threads."""
+        """Stop serving, close every open connection and wait (up to ``timeout_s``) for its thread."""
         server, thread, deadline = self._server, self._thread, time.monotonic() + timeout_s
         if server is None or thread is None:
             return
-        self._stopping.set()  # wakes handlers sleeping in latency_s
+        server.shutdown()  # the accept loop has ended when this returns: no new connections
         with self._lock:
+            threads = list(self._conns.values())
+            for conn in self._conns:  # wakes handlers blocked reading (idle keep-alive, handshake)
+                with contextlib.suppress(OSError):
+                    # The plain socket's shutdown: SSLSocket.shutdown would also drop its TLS
+                    # state under the feet of the handler thread still using it.
+                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
             if self._rendezvous is not None:
-                self._rendezvous[0].abort()  # and handlers waiting for a rendezvous
-        server.shutdown()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:  # unblock handlers waiting on idle keep-alive connections
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        while self._conns and time.monotonic() < deadline:
-            time.sleep(0.01)
+                self._rendezvous[0].abort()  # wakes handlers waiting for a rendezvous
+        # Wakes handlers sleeping in latency_s / slow_next, after their connections are shut, so a
+        # request in flight at stop() always sees its connection closed, never a late answer.
+        self._stopping.set()
+        for handler in threads:
+            handler.join(max(0.0, deadline - time.monotonic()))
         server.server_close()
         thread.join(max(0.0, deadline - time.monotonic()))
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
         self._server = self._thread = None
+        self._tmp = self._ca_file = None
 
     def __enter__(self) -> FakeSendGrid:
         return self.start()
@@ -461,6 +575,14 @@ class FakeSendGrid:
             raise ValueError("n must be >= 0")
         with self._lock:
             self._drops += n
+
+    def slow_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` API requests answer only after ``seconds`` (on top of ``latency_s``);
+        other requests are not held up. stop() cuts the wait short."""
+        if n < 0 or seconds < 0:
+            raise ValueError("n and seconds must be >= 0")
+        with self._lock:
+            self._slow.extend([seconds] * n)
 
     def rendezvous(self, n: int, timeout_s: float = 10.0) -> None:
         """The next ``n`` mail/send calls each wait until all ``n`` are being handled at once, then
@@ -487,6 +609,18 @@ class FakeSendGrid:
         """Most mail/send requests that were being handled at the same moment."""
         with self._lock:
             return self._max_in_flight
+
+    @property
+    def connections_total(self) -> int:
+        """TCP connections accepted (any path, failed TLS handshakes included) since start/reset."""
+        with self._lock:
+            return self._connections_total
+
+    @property
+    def connections_open(self) -> int:
+        """Connections whose handler thread has not finished yet."""
+        with self._lock:
+            return len(self._conns)
 
     def _take_failure(self) -> tuple[int, float | None] | None:
         with self._lock:
@@ -546,13 +680,15 @@ class FakeSendGrid:
             self._suppressions[kind].append(row)
 
     def reset(self) -> None:
-        """Forget messages, counters, suppressions, pending faults and the rate window (config is kept)."""
+        """Forget messages, counters (connections_total too), suppressions, pending faults and the rate
+        window; the configuration is kept."""
         with self._lock:
             self._messages: list[SentMessage] = []
             self._statuses: Counter[int] = Counter()
             self._suppressions: dict[str, list[dict[str, Any]]] = {k: [] for k in SUPPRESSION_KINDS}
             self._failures: deque[tuple[int, float | None]] = deque()
-            self._requests_total = self._drops = self._window_count = 0
+            self._slow: deque[float] = deque()
+            self._requests_total = self._drops = self._window_count = self._connections_total = 0
             self._in_flight = self._max_in_flight = 0
             self._rendezvous = None
             self._window_start = 0.0

@@ -1,11 +1,18 @@
-"""FakeSendGrid driven over HTTP by the real ``sendgrid`` client."""
+"""FakeSendGrid driven over HTTP and HTTPS by the real ``sendgrid`` client and by pooled urllib3."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import logging
+import os
 import re
 import socket
+import ssl
+import stat
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -13,10 +20,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.client import RemoteDisconnected
+from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 
 import pytest
+import urllib3
 from python_http_client.exceptions import (
     BadRequestsError,
     HTTPError,
@@ -39,15 +48,40 @@ from sendgrid.helpers.mail import (
     Mail,
 )
 
-from .sendgrid_server import INVALID_GRANT, FakeSendGrid
+from event_pipeline.mail.senders import sendgrid_client
+
+from .sendgrid_server import INVALID_GRANT, MAX_BODY_BYTES, FakeSendGrid
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
 
+Serve = Callable[..., FakeSendGrid]
+
+
+@pytest.fixture(params=[False, True], ids=["http", "https"])
+def serve(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    """Starts FakeSendGrids, over plain HTTP and over TLS, so every behaviour is checked on both.
+
+    With TLS the clients (sendgrid, urllib, urllib3) trust the server only through
+    SSL_CERT_FILE, which ``ssl.create_default_context()`` reads when a connection is made.
+    """
+    started: list[FakeSendGrid] = []
+
+    def start(**kwargs: Any) -> FakeSendGrid:
+        server = FakeSendGrid(tls=request.param, **kwargs).start()
+        started.append(server)
+        if server.tls:
+            monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as server:
-        yield server
+def fake(serve: Serve) -> FakeSendGrid:
+    return serve()
 
 
 def client_for(fake: FakeSendGrid, api_key: str | None = None) -> SendGridAPIClient:
@@ -222,12 +256,12 @@ def test_payload_over_30_mb_is_413_and_server_keeps_working(fake: FakeSendGrid) 
     assert client.send(mail()).status_code == 202
 
 
-def test_rate_limit_answers_429_with_reset_in_the_future() -> None:
-    with FakeSendGrid(rate_limit=2, rate_window_s=60) as fake:
-        client = client_for(fake)
-        first, second = client.send(mail()), client.send(mail())
-        with pytest.raises(TooManyRequestsError) as excinfo:
-            client.send(mail())
+def test_rate_limit_answers_429_with_reset_in_the_future(serve: Serve) -> None:
+    fake = serve(rate_limit=2, rate_window_s=60)
+    client = client_for(fake)
+    first, second = client.send(mail()), client.send(mail())
+    with pytest.raises(TooManyRequestsError) as excinfo:
+        client.send(mail())
 
     assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("2", "1")
     assert second.headers["X-RateLimit-Remaining"] == "0"
@@ -238,12 +272,12 @@ def test_rate_limit_answers_429_with_reset_in_the_future() -> None:
     assert len(fake.messages) == 2
 
 
-def test_rate_limit_window_resets() -> None:
-    with FakeSendGrid(rate_limit=1, rate_window_s=0.3) as fake:
-        client = client_for(fake)
-        statuses = [status_of(client, mail()), status_of(client, mail())]
-        time.sleep(0.35)
-        statuses.append(status_of(client, mail()))
+def test_rate_limit_window_resets(serve: Serve) -> None:
+    fake = serve(rate_limit=1, rate_window_s=0.3)
+    client = client_for(fake)
+    statuses = [status_of(client, mail()), status_of(client, mail())]
+    time.sleep(0.35)
+    statuses.append(status_of(client, mail()))
 
     assert statuses == [202, 429, 202]
 
@@ -289,12 +323,11 @@ def test_drop_next_closes_the_connection_without_answer(fake: FakeSendGrid) -> N
     assert fake.requests_total == 2 and fake.statuses == Counter({202: 1})
 
 
-def test_fail_ratio_is_seeded_and_reproducible() -> None:
+def test_fail_ratio_is_seeded_and_reproducible(serve: Serve) -> None:
     runs = []
     for _ in range(2):
-        with FakeSendGrid(fail_ratio=0.5, seed=7) as fake:
-            client = client_for(fake)
-            runs.append([status_of(client, mail()) for _ in range(30)])
+        client = client_for(serve(fail_ratio=0.5, seed=7))
+        runs.append([status_of(client, mail()) for _ in range(30)])
 
     assert runs[0] == runs[1]
     failures = [s for s in runs[0] if s != 202]
@@ -332,16 +365,16 @@ def test_unknown_path_is_404_with_errors_body(fake: FakeSendGrid) -> None:
     assert json.loads(excinfo.value.body)["errors"][0]["message"] == "not found"
 
 
-def test_concurrent_sends_are_all_accepted_with_unique_ids() -> None:
-    with FakeSendGrid(latency_s=0.02) as fake:
+def test_concurrent_sends_are_all_accepted_with_unique_ids(serve: Serve) -> None:
+    fake = serve(latency_s=0.02)
 
-        def send(i: int) -> str:
-            response = client_for(fake).send(mail(to_emails=f"p{i}@example.org"))
-            assert response.status_code == 202
-            return str(response.headers["X-Message-Id"])
+    def send(i: int) -> str:
+        response = client_for(fake).send(mail(to_emails=f"p{i}@example.org"))
+        assert response.status_code == 202
+        return str(response.headers["X-Message-Id"])
 
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            ids = list(pool.map(send, range(200)))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ids = list(pool.map(send, range(200)))
 
     assert len(set(ids)) == 200
     assert {m.message_id for m in fake.messages} == set(ids)
@@ -349,25 +382,23 @@ def test_concurrent_sends_are_all_accepted_with_unique_ids() -> None:
     assert 1 <= fake.max_in_flight <= 16
 
 
-def test_requests_are_handled_concurrently() -> None:
+def test_requests_are_handled_concurrently(fake: FakeSendGrid) -> None:
     # 16 requests that can only be answered once all 16 are inside the server at the same time:
     # a server handling one request at a time would answer them 503 when the rendezvous breaks.
-    with FakeSendGrid() as fake:
-        fake.rendezvous(16, timeout_s=30)
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            statuses = list(pool.map(lambda i: status_of(client_for(fake), mail()), range(16)))
-        after = status_of(client_for(fake), mail())  # the rendezvous applies to those 16 only
+    fake.rendezvous(16, timeout_s=30)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda i: status_of(client_for(fake), mail()), range(16)))
+    after = status_of(client_for(fake), mail())  # the rendezvous applies to those 16 only
 
     assert statuses == [202] * 16 and after == 202
     assert fake.max_in_flight == 16
 
 
-def test_a_broken_rendezvous_answers_503() -> None:
-    with FakeSendGrid() as fake:
-        fake.rendezvous(2, timeout_s=0.1)  # only one request will ever come
+def test_a_broken_rendezvous_answers_503(fake: FakeSendGrid) -> None:
+    fake.rendezvous(2, timeout_s=0.1)  # only one request will ever come
 
-        assert status_of(client_for(fake), mail()) == 503
-        assert fake.messages == []
+    assert status_of(client_for(fake), mail()) == 503
+    assert fake.messages == []
 
 
 def test_inspect_reset_over_http_clears_state(fake: FakeSendGrid) -> None:
@@ -381,18 +412,243 @@ def test_inspect_reset_over_http_clears_state(fake: FakeSendGrid) -> None:
     assert json.loads(client_for(fake).client.suppression.bounces.get().body) == []
 
 
-def test_stop_closes_idle_connections_and_frees_the_port() -> None:
-    fake = FakeSendGrid().start()
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def send_json(pool: urllib3.PoolManager, fake: FakeSendGrid, body: Any, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+    headers = {"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"}
+    return pool.request("POST", fake.host + "/v3/mail/send", json=body, headers=headers, retries=False, **kwargs)
+
+
+@pytest.fixture
+def tls_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSendGrid]:
+    with FakeSendGrid(tls=True) as server:
+        monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+        yield server
+
+
+def test_project_client_sends_over_tls_trusting_only_ssl_cert_file(tls_fake: FakeSendGrid) -> None:
+    client = sendgrid_client(tls_fake.api_key, host=tls_fake.host, timeout_s=5)
+
+    response = client.send(mail())
+
+    assert tls_fake.host.startswith("https://127.0.0.1:")
+    assert response.status_code == 202 and len(tls_fake.messages) == 1
+    folder = Path(tls_fake.ca_file).parent
+    assert os.listdir(folder) == ["ca.pem"]  # the key was deleted as soon as it was loaded
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(tls_fake.ca_file).stat().st_mode) == 0o600
+    tls_fake.stop()
+    assert not folder.exists()
+
+
+def test_certificate_passes_strict_verification_for_ip_and_name(tls_fake: FakeSendGrid) -> None:
+    context = ssl.create_default_context(cafile=tls_fake.ca_file)
+    context.verify_flags |= ssl.VERIFY_X509_STRICT  # Python 3.13's default
+    port = int(tls_fake.host.rsplit(":", 1)[1])
+
+    for name in ("127.0.0.1", "localhost"):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        context.wrap_socket(raw, server_hostname="example.com")
+
+
+def test_client_that_does_not_trust_the_certificate_is_refused(
+    tls_fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    untrusting = sendgrid_client(tls_fake.api_key, host=tls_fake.host, timeout_s=5)
+
+    with caplog.at_level(logging.INFO, logger="event_pipeline_tests.support.sendgrid_server"):
+        with pytest.raises(URLError) as excinfo:
+            untrusting.send(mail())
+        with pytest.raises(RemoteDisconnected):  # plain HTTP to the TLS port: dropped too
+            urllib.request.urlopen(tls_fake.host.replace("https", "http") + "/__inspect/statuses", timeout=5)
+        wait_until(lambda: tls_fake.connections_open == 0)
+
+    assert isinstance(excinfo.value.reason, ssl.SSLCertVerificationError)
+    assert sum("TLS handshake failed" in r.getMessage() for r in caplog.records) == 2
+    monkeypatch.setenv("SSL_CERT_FILE", tls_fake.ca_file)
+    assert client_for(tls_fake).send(mail()).status_code == 202  # failed handshakes did not hurt the server
+    assert tls_fake.statuses == Counter({202: 1})
+
+
+def test_a_client_that_never_handshakes_holds_up_no_one(tls_fake: FakeSendGrid) -> None:
+    port = int(tls_fake.host.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30):  # connects, then says nothing
+        wait_until(lambda: tls_fake.connections_open == 1)
+
+        # The handshake waits in that connection's thread, not in the accept loop.
+        assert client_for(tls_fake).send(mail()).status_code == 202
+        assert tls_fake.connections_total == 2
+
+
+def test_client_env_lets_a_subprocess_send(tls_fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")  # the child gets it from client_env() alone
+    code = (
+        "import json, os, sys\n"
+        "from event_pipeline.mail.senders import sendgrid_client\n"
+        "client = sendgrid_client(os.environ['SENDGRID_API_KEY'], host=os.environ['SENDGRID_HOST'], timeout_s=10)\n"
+        "print(client.client.mail.send.post(request_body=json.loads(sys.argv[1])).status_code)\n"
+    )
+    env = {**os.environ, **tls_fake.client_env()}
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(mail().get())], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert set(tls_fake.client_env()) == {"SENDGRID_HOST", "SSL_CERT_FILE", "SENDGRID_API_KEY"}
+    assert (done.returncode, done.stdout.strip()) == (0, "202"), done.stderr
+    assert len(tls_fake.messages) == 1
+
+
+def test_pooled_client_reuses_its_connections(serve: Serve) -> None:
+    fake = serve(latency_s=0.005)
+    pool = urllib3.PoolManager(maxsize=16, block=True, timeout=5)
+    body = mail().get()
+
+    with ThreadPoolExecutor(max_workers=16) as workers:
+        statuses = list(workers.map(lambda i: send_json(pool, fake, body).status, range(200)))
+
+    assert statuses == [202] * 200
+    assert 1 <= fake.connections_total <= 16
+    assert fake.max_in_flight > 1  # the 16 connections were used at the same time
+    report = pool.request("GET", fake.host + "/__inspect/connections").json()
+    assert report["total"] == fake.connections_total  # the inspect request reused a pooled connection
+
+
+def test_every_kind_of_answer_keeps_one_connection_in_step(serve: Serve) -> None:
+    # One connection carries every reply path: if any answer were framed wrongly (missing
+    # Content-Length, body left unread) the next one would be misparsed or need a new connection.
+    fake = serve()
+    pool = urllib3.PoolManager(maxsize=1, block=True, timeout=10)
+    auth = {"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: bytes | None = None, key: str | None = None) -> int:
+        headers = {**auth, "Authorization": f"Bearer {key}"} if key else auth
+        return pool.request(method, fake.host + path, body=body, headers=headers, retries=False).status
+
+    valid = json.dumps(mail().get()).encode()
+    fake.fail_next(1, 429, retry_after_s=5)
+    fake.fail_next(1, 500)
+    statuses = [
+        call("POST", "/v3/mail/send", valid),  # 429
+        call("POST", "/v3/mail/send", valid),  # 500
+        call("POST", "/v3/mail/send", valid, key="SG.wrong"),
+        call("POST", "/v3/mail/send", b"{not json"),
+        call("POST", "/v3/mail/send", json.dumps({"personalizations": []}).encode()),
+        call("POST", "/v3/mail/send", b"x" * (MAX_BODY_BYTES + 1)),
+        call("GET", "/v3/mail/send"),
+        call("POST", "/v3/nowhere", b"{}"),
+        call("GET", "/v3/suppression/bounces?limit=x"),
+        call("GET", "/v3/suppression/bounces"),
+        call("POST", "/v3/mail/send", valid),
+        call("GET", "/__inspect/statuses"),
+    ]
+    assert fake.connections_total == 1
+    statuses += [call("POST", "/__inspect/reset"), call("GET", "/__inspect/messages")]
+
+    assert statuses == [429, 500, 401, 400, 400, 413, 405, 404, 400, 200, 202, 200, 204, 200]
+    assert fake.connections_total == 0  # reset() zeroes it, and nothing connected anew afterwards
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "status"), [("Transfer-Encoding", "chunked", 411), ("Content-Length", "12x", 400)]
+)
+def test_a_body_of_unknown_length_is_refused_and_the_connection_closed(
+    fake: FakeSendGrid, header: str, value: str, status: int
+) -> None:
+    url = urllib3.util.parse_url(fake.host)
+    kind = http.client.HTTPSConnection if fake.tls else http.client.HTTPConnection
+    connection = kind(str(url.host), url.port, timeout=5)
+    connection.putrequest("POST", "/v3/mail/send")
+    connection.putheader(header, value)
+    connection.endheaders()  # and no body: the server must answer without knowing where it ends
+
+    response = connection.getresponse()
+
+    assert response.status == status and response.getheader("Connection") == "close"
+    assert json.loads(response.read())["errors"][0]["message"] == "a body needs a valid Content-Length"
+    wait_until(lambda: fake.connections_open == 0)  # the server closed its side
+    connection.close()
+
+
+def test_drop_next_on_a_pooled_connection_closes_that_connection(serve: Serve) -> None:
+    fake = serve()
+    pool = urllib3.PoolManager(maxsize=1, block=True, timeout=10)
+    assert send_json(pool, fake, mail().get()).status == 202
+    fake.drop_next(1)
+
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        send_json(pool, fake, mail().get())
+
+    assert send_json(pool, fake, mail().get()).status == 202
+    assert fake.connections_total == 2  # the dropped one was closed, the next send opened another
+    assert fake.requests_total == 3 and fake.statuses == Counter({202: 2})
+
+
+def test_slow_next_times_a_client_out_while_another_is_served(serve: Serve) -> None:
+    fake = serve()
+    fake.slow_next(1, 60)  # the test's end (stop) cuts this wait short
+    pool = urllib3.PoolManager(maxsize=2, timeout=5)
+    body = mail().get()
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        slow = worker.submit(send_json, pool, fake, body, timeout=urllib3.Timeout(connect=5, read=0.5))
+        wait_until(lambda: fake.requests_total == 1)  # the slow request is being held by the server
+        quick = send_json(pool, fake, body, timeout=urllib3.Timeout(connect=5, read=5))
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            slow.result()
+
+    # Answered within 5 s although the slow request is held for 60: it did not wait behind it.
+    assert quick.status == 202
+    assert fake.statuses == Counter({202: 1})
+
+
+def test_a_client_that_gave_up_leaves_the_server_quiet(serve: Serve, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = serve()
+    fake.slow_next(1, 0.5)
+    pool = urllib3.PoolManager(maxsize=1, timeout=5)
+
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        send_json(pool, fake, mail().get(), timeout=urllib3.Timeout(connect=5, read=0.1))
+    # The server answers a client that is gone, then finds the connection closed.
+    wait_until(lambda: fake.statuses == Counter({202: 1}) and fake.connections_open == 0)
+
+    assert send_json(pool, fake, mail().get()).status == 202
+    assert capsys.readouterr().err == ""  # socketserver prints handler tracebacks to stderr
+
+
+def test_stop_closes_open_connections_and_leaves_no_thread(serve: Serve) -> None:
+    before = set(threading.enumerate())
+    fake = serve(latency_s=0.0)
     port = int(fake.host.rsplit(":", 1)[1])
-    client_for(fake).send(mail())
-    idle = socket.create_connection(("127.0.0.1", port), timeout=5)  # keeps a handler thread waiting
-    time.sleep(0.1)
+    idle_pool, held_pool = urllib3.PoolManager(timeout=30), urllib3.PoolManager(timeout=30)
+    assert send_json(idle_pool, fake, mail().get()).status == 202  # its connection now idles in the pool
+    silent = socket.create_connection(("127.0.0.1", port), timeout=30)  # never sends (nor handshakes)
+    fake.slow_next(1, 60)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        held = worker.submit(send_json, held_pool, fake, mail().get())  # waits in the server
+        wait_until(lambda: fake.requests_total == 2 and fake.connections_open == 3)
 
-    fake.stop()  # returns although a keep-alive connection is idle (pytest-timeout guards a hang)
+        fake.stop()  # returns although every connection is busy or idle (pytest-timeout guards a hang)
 
-    assert idle.recv(1) == b""  # the server closed it
-    idle.close()
-    assert not [t for t in threading.enumerate() if "process_request_thread" in t.name]
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            held.result()
+    assert silent.recv(1) == b""  # the server closed it
+    silent.close()
+    assert set(threading.enumerate()) - before == set()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
     with pytest.raises(RuntimeError):
