@@ -200,7 +200,7 @@ def test_reissue_with_qr_out_writes_a_private_png_of_the_new_code(
 def test_badges_command_writes_the_events_codes_and_refuses_an_unknown_event(
     db: Engine, scan_keys: ScanKeys, tmp_path: Path
 ) -> None:
-    event, live = _event(db, 3)
+    _, live = _event(db, 3)
     target = tmp_path / "badges.zip"
     result = CliRunner().invoke(
         main, ["badges", "--event", SLUG, "-o", str(target), "--processes", "1", "--json"], catch_exceptions=False
