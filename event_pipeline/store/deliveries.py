@@ -133,7 +133,7 @@ def claim_due(
     event_id: int | None = None,
     kinds: Iterable[str] | None = None,
 ) -> list[Delivery]:
-    """Move up to ``limit`` due deliveries to ``sending`` and return them (oldest first).
+    """Move up to ``limit`` due deliveries to ``sending`` and return them (by id).
 
     ``now`` decides what is due (tests and the benchmark move it forward instead of sleeping);
     ``claimed_at`` is always the wall clock, because stale-claim detection is about real time
@@ -141,7 +141,12 @@ def claim_due(
     """
     now = now or datetime.now(UTC)
     due = sa.select(email_deliveries.c.id).where(_due(now))
-    due = _scope(due, event_id, kinds).order_by(email_deliveries.c.id).limit(limit)
+    # In the order of ix_email_deliveries_due (status, next_attempt_at), then id: due retries
+    # first, then queued mail oldest first. Ordering by id alone made SQLite sort every queued row
+    # for each claim: 14.7 ms against 2 ms with 60k queued, growing with the queue (SQL was a
+    # quarter of the samples while mailing a 577k upload).
+    c = email_deliveries.c
+    due = _scope(due, event_id, kinds).order_by(c.status, c.next_attempt_at, c.id).limit(limit)
     with engine.begin() as conn:
         if is_postgres(conn):
             # Concurrent dispatchers take disjoint rows instead of queueing behind each other's
