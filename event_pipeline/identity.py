@@ -90,6 +90,11 @@ def validate_organiser_email(text: str) -> str:
     return normalised
 
 
+# Something shaped like an address inside free text (a provider's error, a reason): what is
+# redacted from logs and masked in mail bodies. One pattern, so both hide the same things.
+EMAIL_IN_TEXT = re.compile(r"[^\s<>()\[\]{},;:\"'@]+@[^\s<>()\[\]{},;:\"'@]+")
+
+
 @lru_cache(maxsize=10_000)
 def address_for_sending(email: str) -> str:
     """The address as it goes into ``To``: local part as given, domain as A-labels (punycode).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -35,13 +34,13 @@ from sendgrid.helpers.mail import (
 )
 from urllib3.exceptions import SSLError
 
+from event_pipeline.identity import EMAIL_IN_TEXT
 from event_pipeline.mail.message import OutgoingMessage
 from event_pipeline.mail.mime import sendable_address
 
 DEFAULT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 SENDGRID_API = "https://api.sendgrid.com"
-_EMAIL_RE = re.compile(r"[^\s<>()\[\]{},;:\"'@]+@[^\s<>()\[\]{},;:\"'@]+")
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class Sender(Protocol):
 
 
 def redact(text: str) -> str:
-    return _EMAIL_RE.sub("<address>", text)
+    return EMAIL_IN_TEXT.sub("<address>", text)
 
 
 def sendgrid_client(

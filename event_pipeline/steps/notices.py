@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from event_pipeline import settings
-from event_pipeline.identity import mask_email, mask_phone
+from event_pipeline.identity import EMAIL_IN_TEXT, mask_email, mask_phone
 from event_pipeline.mail.message import Attachment
 from event_pipeline.schemas import Finding, not_loaded_rows, read_findings
 from event_pipeline.schemas.reasons import field_name
@@ -32,7 +32,6 @@ INTERNAL_ERROR = {
 SEVERITY_NAMES = {"en": {"error": "error", "warning": "warning"}, "ko": {"error": "오류", "warning": "경고"}}
 WHOLE_FILE = {"en": "(file)", "ko": "(파일)"}
 
-_EMAIL = re.compile(r"[^\s@'\"<>,;:()\[\]]+@[^\s@'\"<>,;:()\[\]]+")
 # A run of 9-15 digits with the separators people write (E.164 has at most 15), not part of a
 # longer word, so row numbers, limits and upload ids are left alone.
 _PHONE = re.compile(r"(?<![\w+])\+?\d[\d \-.()]{7,20}\d(?!\w)")
@@ -40,7 +39,7 @@ _PHONE = re.compile(r"(?<![\w+])\+?\d[\d \-.()]{7,20}\d(?!\w)")
 
 def mask_text(text: str) -> str:
     """``text`` with email addresses and phone numbers in it masked."""
-    masked = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    masked = EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
 
     def phone(match: re.Match[str]) -> str:
         digits = sum(c.isdigit() for c in match.group(0))
