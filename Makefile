@@ -6,13 +6,19 @@ BIN := $(VENV)/bin
 export EVENT_PIPELINE_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(EVENT_PIPELINE_HOME)/dagster_home
 STAMP := $(VENV)/.installed
+# uv installs the versions in uv.lock; it is itself pinned here and bootstrapped with the venv's
+# pip, since Debian's Python refuses installs outside a venv.
+UV_VERSION := 0.13.8
+PORT ?= 3000
 
 .PHONY: run test lint bench venv init clean
 
-$(STAMP): pyproject.toml
+# --frozen: exactly the versions in uv.lock, never re-resolved; --inexact: keep pip and uv, which
+# the lock does not name. Re-run whenever pyproject.toml or uv.lock changes.
+$(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/uv --version 2>/dev/null | grep -q '^uv $(UV_VERSION) ' || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(BIN)/uv sync --quiet --frozen --inexact --extra dev
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,12 +29,17 @@ init: $(STAMP)
 run: init
 	$(BIN)/event-pipeline demo-drop
 	# No secrets sourced: the code location reads var/secrets.env itself, like any process started by hand.
-	cd $(CURDIR) && $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	# The code location is the dg project ([tool.dg] in pyproject.toml), as in `dg check defs`.
+	cd $(CURDIR) && $(BIN)/dg dev -h 127.0.0.1 -p $(PORT)
 
 lint: $(STAMP)
+	# uv.lock still matches pyproject.toml (a dependency edited without `uv lock` fails here).
+	$(BIN)/uv lock --check
 	$(BIN)/ruff check event_pipeline event_pipeline_tests bench
 	$(BIN)/ruff format --check event_pipeline event_pipeline_tests bench
 	$(BIN)/mypy
+	# A scratch Dagster home with our instance settings: loading the definitions leaves var/ alone.
+	home=$$(mktemp -d) && cp dagster.yaml "$$home/" && DAGSTER_HOME="$$home" $(BIN)/dg check defs; rc=$$?; rm -rf "$$home"; exit $$rc
 
 test: lint
 	$(BIN)/python -m pytest
@@ -38,3 +49,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+

@@ -44,6 +44,7 @@ import numpy.typing as npt
 import zxingcpp
 
 from event_pipeline.files import atomic_writer
+from event_pipeline.processes import die_with_owner, owner
 
 __all__ = ["QR_ERROR_CORRECTION", "naive_qr_png", "qr_matrix", "render_qr_png", "write_qr_zip"]
 
@@ -129,7 +130,9 @@ def _rendered(items: Iterable[tuple[str, str]], processes: int) -> Generator[tup
     # forkserver/spawn rather than fork: callers (Dagster) have threads, and forking a threaded
     # process can deadlock the child.
     context = get_context("forkserver" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=processes, mp_context=context, initializer=die_with_owner, initargs=owner()
+    ) as pool:
         pending: deque[Future[list[tuple[str, bytes]]]] = deque()
         try:
             for chunk in _chunks(items):

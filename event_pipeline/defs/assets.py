@@ -206,7 +206,9 @@ def welcome_emails(
     def progress(stats: DispatchStats) -> None:
         context.log.info(f"welcome emails: {stats.sent} sent, {stats.retrying} to retry, {stats.failed} failed")
 
-    welcome = imports.send_welcome(db.engine(), mail_context(mailer, tokens), context.partition_key, progress=progress)
+    welcome = imports.send_welcome(
+        db.engine(), mail_context(mailer, tokens, context), context.partition_key, progress=progress
+    )
     if welcome.run.new_pause:
         context.log.error(f"{welcome.run.paused}; queued mail waits, nothing was marked sent or failed")
     return dg.MaterializeResult(metadata={"queued": welcome.queued, **welcome.run.as_metadata()})
@@ -231,7 +233,7 @@ def import_report(
     mailer: MailerResource,
     tokens: AccessTokensResource,
 ) -> dg.MaterializeResult:
-    done = imports.finish(db.engine(), storage.paths(), mail_context(mailer, tokens), context.partition_key)
+    done = imports.finish(db.engine(), storage.paths(), mail_context(mailer, tokens, context), context.partition_key)
     done_upload = imports.get_upload(db.engine(), context.partition_key)
     metadata: dict[str, object] = {
         **done.counts,

@@ -26,7 +26,9 @@ STALE_CLAIM = timedelta(minutes=15)
 def send_due_emails(
     context: dg.OpExecutionContext, db: DatabaseResource, mailer: MailerResource, tokens: AccessTokensResource
 ) -> dg.Output[None]:
-    released, run = messages.send_due_emails(db.engine(), mail_context(mailer, tokens), stale_after=STALE_CLAIM)
+    released, run = messages.send_due_emails(
+        db.engine(), mail_context(mailer, tokens, context), stale_after=STALE_CLAIM
+    )
     result = {"released_stale": released, **run.as_metadata()}
     if run.paused:
         # Loud on the mail job's own run: this is where an operator looks for mail trouble.

@@ -2,13 +2,15 @@
 run config; connection URLs come from the environment at use time for the same reason."""
 
 import os
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from sqlalchemy.engine import Engine
 
-from event_pipeline import settings
+from event_pipeline import processes, settings
 from event_pipeline.access.tokens import DEFAULT_CHECKIN_BASE_URL, TokenCodec, TokenKeyError
 from event_pipeline.mail.backends import DEFAULT_BACKEND, backend_from_env, make_sender
 from event_pipeline.mail.senders import Sender
@@ -81,8 +83,14 @@ class MailerResource(dg.ConfigurableResource):
         return make_sender(**self.sender_args())
 
 
-def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> MailContext:
-    return MailContext(
+def mail_context(
+    mailer: MailerResource,
+    tokens: AccessTokensResource,
+    run: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
+) -> MailContext:
+    """With ``run``, deliveries are claimed as that run, and a claim held by a run that has
+    ended (its worker was killed) is taken back at once instead of after the stale limit."""
+    ctx = MailContext(
         sender=mailer.sender(),
         from_email=mailer.from_email,
         from_name=mailer.from_name,
@@ -92,6 +100,24 @@ def mail_context(mailer: MailerResource, tokens: AccessTokensResource) -> MailCo
         sender_args=mailer.sender_args(),
         processes=mailer.processes,
     )
+    if run is None:
+        return ctx
+    return replace(ctx, claimant=run_claimant(run.run_id), holder_alive=partial(run_alive, run.instance))
+
+
+RUN_CLAIMANT = "run:"
+
+
+def run_claimant(run_id: str) -> str:
+    return f"{RUN_CLAIMANT}{run_id}"
+
+
+def run_alive(instance: dg.DagsterInstance, holder: str) -> bool | None:
+    """A run's claims live as long as the run; anything else is judged by the process table."""
+    if not holder.startswith(RUN_CLAIMANT):
+        return processes.claimant_alive(holder)
+    run = instance.get_run_by_id(holder.removeprefix(RUN_CLAIMANT))
+    return run is not None and not run.is_finished
 
 
 def mail_context_from_env() -> MailContext:

@@ -91,6 +91,9 @@ def _failure_reason(context: dg.RunFailureSensorContext) -> str:
     for event in context.get_step_failure_events():
         data = event.step_failure_data
         error = data.error if data else None
+        # A step that used up its retries fails as Dagster's retry request: name what it retried.
+        while error is not None and error.cls_name == "RetryRequestedFromPolicy" and error.cause is not None:
+            error = error.cause
         user_failure = data.user_failure_data if data else None
         if user_failure is not None and user_failure.description:
             return user_failure.description

@@ -22,7 +22,9 @@ def _score(sample: str, delimiter: str) -> tuple[int, int]:
     trailing delimiters); a wrong candidate only splits the rows that happen to contain it, and
     never the header of known column names.
     """
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar='"', strict=False)
+    # newline="": records end at CR too (Excel for Mac's "CSV (Macintosh)"); StringIO's default
+    # splits at LF only, and csv then refuses the one long line, so no candidate ever scored.
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, quotechar='"', strict=False)
     widths = []
     try:
         for i, row in enumerate(reader):

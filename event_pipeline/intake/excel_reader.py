@@ -60,25 +60,34 @@ def _has_content(rows: Sequence[Sequence[object]]) -> bool:
 _SECTOR = re.compile(r"\bSector (\d+)\b")
 
 
+def _library_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a reader library refusing the file. A Rust panic inside calamine (a
+    slice index past the end of a cut-short XLS) reaches Python as pyo3's PanicException, which
+    derives from BaseException, so ``except Exception`` alone lets it escape intake."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 def _sheet_not_found(sheet: str, names: list[str]) -> IntakeError:
     return IntakeError.of("sheet_not_found", {"sheets": names}, sheet=sheet, sheets=", ".join(f"'{n}'" for n in names))
 
 
-def _xls_error(data: bytes, exc: Exception) -> IntakeError:
+def _xls_error(data: bytes, exc: BaseException) -> IntakeError:
     """Why calamine cannot read an XLS: password (a FILEPASS record) or damage, with the byte offset if known.
 
     Reading from a file-like object, calamine tries every format and only says "Cannot detect file
     format"; opened as a path named .xls it reports the XLS reader's own error. So reopen once from
     a private temporary copy to learn the real cause.
     """
-    cause: Exception = exc
+    cause: BaseException = exc
     if not isinstance(exc, calamine.PasswordError):
         with tempfile.NamedTemporaryFile(suffix=".xls") as copy:
             copy.write(data)
             copy.flush()
             try:
                 calamine.CalamineWorkbook.from_path(copy.name).close()
-            except Exception as specific:
+            except BaseException as specific:
+                if not _library_failure(specific):
+                    raise
                 cause = specific
     if isinstance(cause, calamine.PasswordError):
         return IntakeError.of("password_protected")
@@ -162,7 +171,9 @@ def read_workbook(data: bytes, fmt: str, *, sheet: str | None, max_bytes: int) -
             workbook.close()
     except IntakeError:
         raise
-    except Exception as exc:  # calamine raises its own types plus ValueError/OSError on odd files
+    except BaseException as exc:  # calamine raises its own types plus ValueError/OSError on odd files
+        if not _library_failure(exc):
+            raise
         if fmt != "xlsx":
             raise _xls_error(data, exc) from exc
         # openpyxl reads some XLSX calamine refuses (and the reverse); its error is the final word.

@@ -17,6 +17,7 @@ from event_pipeline.intake.decode import bomless_utf16
 from event_pipeline.intake.errors import IntakeError, library_error
 from event_pipeline.intake.messages import Phrase
 from event_pipeline.intake.ole import OleError, directory_names
+from event_pipeline.intake.zipguard import ZIP_DAMAGE
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
@@ -82,6 +83,10 @@ def _password_protected() -> IntakeError:
     return IntakeError.of("password_protected")
 
 
+# RuntimeError: encrypted members; NotImplementedError: exotic compression methods.
+_ZIP_UNREADABLE: tuple[type[Exception], ...] = (*ZIP_DAMAGE, NotImplementedError, RuntimeError)
+
+
 def _classify_zip(source: Path | io.BytesIO) -> str:
     """ "xlsx" for anything a workbook library may read; the parser then decides."""
     try:
@@ -92,7 +97,7 @@ def _classify_zip(source: Path | io.BytesIO) -> str:
             if "[Content_Types].xml" in names:
                 with zf.open("[Content_Types].xml") as member:
                     content_types = member.read(_CONTENT_TYPES_BYTES).lower()
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except _ZIP_UNREADABLE as exc:
         raise IntakeError.of("corrupt.zip", {"format": "zip", "error": library_error(exc)}) from exc
     if "xl/workbook.bin" in names and "xl/workbook.xml" not in names:
         raise _unsupported("xlsb")

@@ -10,7 +10,9 @@ declarations before the real parser reads anything. Memory stays at one chunk.
 from __future__ import annotations
 
 import io
+import lzma
 import zipfile
+import zlib
 
 from event_pipeline.intake.errors import IntakeError, library_error
 from event_pipeline.intake.messages import Phrase
@@ -21,6 +23,17 @@ RATIO_CHECK_MIN_BYTES = 10 * 1024 * 1024
 # Uncompressed budget relative to the upload limit: a full 50 MB XLSX is about 10x bigger inflated.
 UNCOMPRESSED_FACTOR = 16
 _CHUNK = 1024 * 1024
+# What zipfile lets through from a damaged archive besides BadZipFile: offsets that point before
+# the start (ValueError, also undecodable names), and each decompressor's own error (zlib.error,
+# OSError from bz2, lzma.LZMAError, EOFError for a stream cut short).
+ZIP_DAMAGE: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    EOFError,
+    ValueError,
+)
 
 
 def _bomb(reason: str, **facts: object) -> IntakeError:
@@ -45,7 +58,7 @@ def check_xlsx_container(data: bytes, max_bytes: int) -> None:
                     with zf.open(info) as member:
                         while member.read(_CHUNK):
                             pass
-                except zipfile.BadZipFile as exc:
+                except ZIP_DAMAGE as exc:
                     # The member's local header offset is where the damage is (or starts).
                     error = library_error(exc)
                     raise IntakeError.of(
@@ -55,7 +68,7 @@ def check_xlsx_container(data: bytes, max_bytes: int) -> None:
                         offset=info.header_offset,
                         error=error,
                     ) from exc
-    except zipfile.BadZipFile as exc:
+    except ZIP_DAMAGE as exc:
         raise IntakeError.of("corrupt.zip", {"format": "zip", "error": library_error(exc)}) from exc
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
         # RuntimeError: encrypted members; NotImplementedError: exotic compression methods.

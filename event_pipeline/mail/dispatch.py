@@ -176,6 +176,7 @@ def dispatch_due(
     wait_budget_s: float = 60.0,
     clock: Clock = wall_clock,
     progress: Callable[[DispatchStats], None] | None = None,
+    claimant: str | None = None,
     progress_every: int = 1000,
 ) -> DispatchStats:
     """Claim due deliveries and send them until none is due (or due within ``max_wait_s``).
@@ -256,7 +257,9 @@ def dispatch_due(
             while True:
                 if abort is None and not drained and len(in_flight) <= low_water:
                     room = capacity - len(in_flight)
-                    claimed = store.claim_due(engine, limit=room, now=clock(), event_id=event_id, kinds=kinds)
+                    claimed = store.claim_due(
+                        engine, limit=room, now=clock(), event_id=event_id, kinds=kinds, claimant=claimant
+                    )
                     stats.claimed += len(claimed)
                     drained = len(claimed) < room
                     if claimed:

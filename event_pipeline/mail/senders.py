@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -189,6 +190,10 @@ class SendGridSender:
         try:
             response = self._pool.request("POST", self.url, body=body, headers=self._headers)
         except SSLError as exc:
+            if isinstance(_innermost(exc), ssl.SSLEOFError | ssl.SSLZeroReturnError):
+                # The peer closed mid-handshake or mid-record: a dropped connection, not a
+                # certificate problem, so it must not pause mail for everyone.
+                raise TransientSendError(f"network error: {_root_cause(exc)}") from None
             # A certificate we cannot verify will not verify on the next message either: stop
             # the dispatch (claims go back) instead of burning every delivery's attempts.
             raise SenderUnavailableError(f"TLS verification of the mail provider failed: {_root_cause(exc)}") from None
@@ -205,7 +210,11 @@ class SendGridSender:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's type: urllib3 wraps (``ProtocolError(RemoteDisconnected)``)."""
+    return type(_innermost(exc)).__name__
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception urllib3 wrapped (``ProtocolError(RemoteDisconnected)``, ``SSLError(SSLEOFError)``)."""
     seen: set[int] = set()
     while id(exc) not in seen:
         seen.add(id(exc))
@@ -214,7 +223,7 @@ def _root_cause(exc: BaseException) -> str:
         if not isinstance(inner, BaseException):
             break
         exc = inner
-    return type(exc).__name__
+    return exc
 
 
 def classify_http_error(status: int, headers: object, body: object) -> SendError:

@@ -20,7 +20,7 @@ from event_pipeline.steps import inbox, messages, rows, tickets
 from event_pipeline.steps.rows import UploadRejected
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import uploads as uploads_store
-from event_pipeline.store.participants import LoadCounts
+from event_pipeline.store.participants import LoadCounts, reaching_database
 from event_pipeline.store.tokens import issue_missing_tokens
 from event_pipeline.store.uploads import Upload
 
@@ -101,7 +101,9 @@ def validate(
 
 
 def load(engine: Engine, paths: Paths, upload_id: str) -> LoadCounts:
-    return rows.load_upload(engine, paths, get_upload(engine, upload_id))
+    with reaching_database(engine, upload_id):
+        upload = get_upload(engine, upload_id)
+    return rows.load_upload(engine, paths, upload)
 
 
 def issue_tokens(engine: Engine, upload_id: str, codec: Callable[[], TokenCodec]) -> int:

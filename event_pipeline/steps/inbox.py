@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -212,11 +213,18 @@ def _set_aside_identical(
     _set_aside(result, path, (paths.processed if ok else paths.rejected) / folder, reason=note, name_hint=name_hint)
 
 
-def adopt_held_files(engine: Engine, paths: Paths) -> list[Registered]:
+# How long an original may sit in ``received/`` unregistered before it counts as left behind.
+# A live pass registers it within milliseconds of its rename; adopting it sooner raced that
+# pass (the reconcile schedule registered the sensor's file, and both started a run).
+HELD_GRACE_S = 120.0
+
+
+def adopt_held_files(engine: Engine, paths: Paths, *, now: float | None = None) -> list[Registered]:
     """Register originals left in ``received/`` by a pass that died between its rename and its
     database write: their name is the upload id, so the content tells the rest."""
     if not paths.received.is_dir():
         return []
+    now = time.time() if now is None else now
     orphans: list[tuple[int, str, Path]] = []
     # Look first, register after: on SQLite a connection held open would block the writes.
     with engine.connect() as conn:
@@ -226,7 +234,7 @@ def adopt_held_files(engine: Engine, paths: Paths) -> list[Registered]:
                 continue
             for held in sorted(folder.iterdir()):
                 upload_id = held.name.removesuffix(held.suffix)
-                if held.is_file() and not held.is_symlink() and uploads_store.get_upload(conn, upload_id) is None:
+                if _left_behind(held, now) and uploads_store.get_upload(conn, upload_id) is None:
                     orphans.append((event.id, event.slug, held))
     adopted: list[Registered] = []
     for event_id, slug, held in orphans:
@@ -247,6 +255,15 @@ def adopt_held_files(engine: Engine, paths: Paths) -> list[Registered]:
         if created:
             adopted.append(Registered(upload.id, slug, held.name))
     return adopted
+
+
+def _left_behind(held: Path, now: float) -> bool:
+    try:
+        st = held.lstat()
+    except OSError:
+        return False
+    # The rename into received/ sets ctime (mtime is the organiser's): the age since the claim.
+    return stat.S_ISREG(st.st_mode) and now - st.st_ctime >= HELD_GRACE_S
 
 
 def register_local_file(

@@ -20,6 +20,8 @@ from event_pipeline.mail.message import InlineImage, OutgoingMessage
 from event_pipeline.mail.policy import MAX_ATTEMPTS, RETRY_DELAYS
 from event_pipeline.mail.render import TemplateRenderer, default_renderer, template_language
 from event_pipeline.mail.senders import Sender
+from event_pipeline.processes import claimant as process_claimant
+from event_pipeline.processes import claimant_alive, die_with_owner, owner
 from event_pipeline.steps import notices
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import events as events_store
@@ -52,6 +54,11 @@ class MailContext:
     # rendering QR codes and MIME is CPU work that threads cannot spread over cores.
     sender_args: dict[str, Any] | None = field(default=None, repr=False)
     processes: int = 1
+    # Who this dispatch claims deliveries as, and how to tell whether another holder is dead
+    # (True/False; None: cannot tell, so only the stale-claim limit releases its rows). Dagster
+    # passes its run id and run status; the default is this process and the process table.
+    claimant: str = field(default_factory=process_claimant)
+    holder_alive: Callable[[str], bool | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def templates(self) -> TemplateRenderer:
@@ -177,9 +184,15 @@ class MailRun:
     paused: str | None = None
     # True only for the call that started a pause: whoever reports it alerts people once.
     new_pause: bool = False
+    # Claims of dead dispatchers put back before sending (a crashed run's in-flight mail).
+    released: int = 0
 
     def as_metadata(self) -> dict[str, int | str]:
-        return {**self.stats.as_metadata(), **({"mail_paused": self.paused} if self.paused else {})}
+        return {
+            **self.stats.as_metadata(),
+            **({"released_claims": self.released} if self.released else {}),
+            **({"mail_paused": self.paused} if self.paused else {}),
+        }
 
 
 # Below this many due messages a second process costs more to start (~1 s) than it saves.
@@ -201,11 +214,11 @@ def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
     spec = _ChildMail(
         url=engine.url.render_as_string(hide_password=False),
         sender_args=ctx.sender_args or {},
-        ctx=replace(ctx, sender=_NO_SENDER, renderer=None, sender_args=None, processes=1),
+        ctx=replace(ctx, sender=_NO_SENDER, renderer=None, sender_args=None, processes=1, holder_alive=None),
         scope={k: v for k, v in kwargs.items() if k in ("event_id", "kinds")},
     )
     mp = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's)
-    with ProcessPoolExecutor(max_workers=extra, mp_context=mp) as pool:
+    with ProcessPoolExecutor(max_workers=extra, mp_context=mp, initializer=die_with_owner, initargs=owner()) as pool:
         children = [pool.submit(_dispatch_in_child, spec) for _ in range(extra)]
         try:
             mine: DispatchStats | DispatchAborted = _dispatch_here(engine, ctx, **kwargs)
@@ -220,7 +233,12 @@ def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
 
 def _dispatch_here(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
     return dispatch_due(
-        engine, ctx.sender, lambda batch: build_messages(engine, ctx, batch), workers=ctx.workers, **kwargs
+        engine,
+        ctx.sender,
+        lambda batch: build_messages(engine, ctx, batch),
+        workers=ctx.workers,
+        claimant=ctx.claimant,
+        **kwargs,
     )
 
 
@@ -279,10 +297,11 @@ def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, 
     dispatch probes the key; success ends the pause.
     """
     now = now or datetime.now(UTC)
+    released = release_abandoned_claims(engine, ctx)
     with engine.connect() as conn:
         pause = pauses_store.get_pause(conn, ctx.sender.name)
     if pause is not None and pause.probe_after > now:
-        return MailRun(DispatchStats(), paused=pause.reason)
+        return MailRun(DispatchStats(), paused=pause.reason, released=released)
     try:
         stats = dispatch(engine, ctx, **scope)
     except DispatchAborted as exc:
@@ -290,10 +309,24 @@ def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, 
         started = pauses_store.set_pause(engine, ctx.sender.name, reason, probe_after=now + PAUSE)
         if started:
             log.error("%s; fix the configuration, mail resumes by itself within %s", reason, PAUSE)
-        return MailRun(DispatchStats(), paused=reason, new_pause=started)
+        return MailRun(DispatchStats(), paused=reason, new_pause=started, released=released)
     if pause is not None:
         pauses_store.clear_pause(engine, ctx.sender.name)
-    return MailRun(stats)
+    return MailRun(stats, released=released)
+
+
+def release_abandoned_claims(engine: Engine, ctx: MailContext) -> int:
+    """Put back deliveries left ``sending`` by dispatchers known to be dead (a killed run, a
+    crashed process), so they go out in this dispatch rather than after the stale-claim limit.
+    Their messages may have reached the provider: this is the documented duplicate window."""
+    alive = ctx.holder_alive or claimant_alive
+    with engine.connect() as conn:
+        holders = deliveries_store.claim_holders(conn)
+    dead = [h for h in holders if h != ctx.claimant and alive(h) is False]
+    released = deliveries_store.release_claims_of(engine, dead, max_attempts=MAX_ATTEMPTS)
+    if released:
+        log.warning("released %d delivery claim(s) of %d stopped dispatcher(s)", released, len(dead))
+    return released
 
 
 def send_welcome_emails(

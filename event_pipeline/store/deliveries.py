@@ -14,7 +14,7 @@ outcome is written only while the row still carries the claim it was sent under.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,8 +132,9 @@ def claim_due(
     now: datetime | None = None,
     event_id: int | None = None,
     kinds: Iterable[str] | None = None,
+    claimant: str | None = None,
 ) -> list[Delivery]:
-    """Move up to ``limit`` due deliveries to ``sending`` and return them (by id).
+    """Move up to ``limit`` due deliveries to ``sending`` under ``claimant`` and return them (by id).
 
     ``now`` decides what is due (tests and the benchmark move it forward instead of sleeping);
     ``claimed_at`` is always the wall clock, because stale-claim detection is about real time
@@ -155,7 +156,12 @@ def claim_due(
         stmt = (
             sa.update(email_deliveries)
             .where(email_deliveries.c.id.in_(due.scalar_subquery()), email_deliveries.c.status.in_(CLAIMABLE))
-            .values(status="sending", attempts=email_deliveries.c.attempts + 1, claimed_at=datetime.now(UTC))
+            .values(
+                status="sending",
+                attempts=email_deliveries.c.attempts + 1,
+                claimed_at=datetime.now(UTC),
+                claimed_by=claimant,
+            )
             .returning(*_COLS)
         )
         claimed = [Delivery.from_row(r) for r in conn.execute(stmt)]
@@ -223,7 +229,8 @@ def record_outcomes(
 def release_stale_claims(
     engine: Engine, *, older_than: timedelta, max_attempts: int, now: datetime | None = None
 ) -> int:
-    """Rows left ``sending`` by a dispatcher that died: retry them if attempts remain.
+    """Rows left ``sending`` by a dispatcher that died, whoever held them: retry them if
+    attempts remain. The fallback for holders nobody can check (see ``release_claims_of``).
 
     This is the one place a message can go out twice: if the process died after SendGrid's 202
     and before the outcome was written. The dispatcher writes each outcome as soon as its
@@ -232,8 +239,27 @@ def release_stale_claims(
     far longer than one send can take (the client timeout), or a live claim would be stolen.
     """
     cutoff = (now or datetime.now(UTC)) - older_than
+    return _release(engine, email_deliveries.c.claimed_at < cutoff, max_attempts)
+
+
+def claim_holders(conn: sa.Connection) -> set[str]:
+    """Who holds the rows in ``sending`` now (a few names: one per live or dead dispatcher)."""
     c = email_deliveries.c
-    base = sa.and_(c.status == "sending", c.claimed_at < cutoff)
+    stmt = sa.select(c.claimed_by).where(c.status == "sending", c.claimed_by.is_not(None)).distinct()
+    return {str(name) for name in conn.execute(stmt).scalars()}
+
+
+def release_claims_of(engine: Engine, holders: Collection[str], *, max_attempts: int) -> int:
+    """Rows left ``sending`` by holders known to be dead (their run ended, their process is
+    gone): released at once, with the same consequences as ``release_stale_claims``."""
+    if not holders:
+        return 0
+    return _release(engine, email_deliveries.c.claimed_by.in_(list(holders)), max_attempts)
+
+
+def _release(engine: Engine, which: sa.ColumnElement[bool], max_attempts: int) -> int:
+    c = email_deliveries.c
+    base = sa.and_(c.status == "sending", which)
     with engine.begin() as conn:
         retry = conn.execute(
             sa.update(email_deliveries)

@@ -12,6 +12,8 @@ read back into Python and there is no per-row round trip, on either backend.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
@@ -117,6 +119,19 @@ def load_participants(
             raise
         raise DatabaseUnavailable(_unavailable_message(engine, exc, phase, upload_id)) from exc
     return counts
+
+
+@contextmanager
+def reaching_database(engine: Engine, upload_id: str) -> Iterator[None]:
+    """What the load step reads before loading (the upload's row), failing as the load itself
+    does when the database cannot be reached: a retry during an outage would otherwise end the
+    run on a bare driver error that names neither the database nor the upload."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if not _is_unavailable(exc, "connecting to"):
+            raise
+        raise DatabaseUnavailable(_unavailable_message(engine, exc, "connecting to", upload_id)) from exc
 
 
 def _load(conn: sa.Connection, incoming: pd.DataFrame, *, event_id: int, upload_id: str, upload_seq: int) -> LoadCounts:

@@ -149,6 +149,9 @@ email_deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", Timestamp, nullable=True),
     sa.Column("claimed_at", Timestamp, nullable=True),
+    # Who holds the claim ("run:<dagster run id>", "proc:<host>:<pid>:<start>"): a claim whose
+    # holder is known to be dead is released at once instead of after the stale-claim limit.
+    sa.Column("claimed_by", sa.String(160), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("provider_message_id", sa.String(128), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),

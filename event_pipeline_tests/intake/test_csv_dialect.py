@@ -166,3 +166,17 @@ def test_excel_sep_hint_line(tmp_path: Path) -> None:
     assert table.header_row == 2
     assert table.frame["source_row"].tolist() == [3]
     assert [json.loads(x) for x in table.frame["extra"]] == [{"memo": "a,b"}]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_cr_only_line_ends_do_not_hide_the_delimiter(tmp_path: Path, delimiter: str) -> None:
+    # Found by the intake fuzzer (faults/test_fuzz_intake.py): with CR-only line ends (Excel for
+    # Mac's "CSV (Macintosh)") the delimiter sniffer saw one unreadable line, fell back to ',' and
+    # the file was refused as having no header row.
+    data = b"name;email\rKim;kim@example.com\r".replace(b";", delimiter.encode())
+    path = tmp_path / "mac.csv"
+    path.write_bytes(data)
+    table = read_table(path)
+    assert table.delimiter == delimiter
+    assert table.frame["name"].tolist() == ["Kim"]
+    assert table.frame["source_row"].tolist() == [2]

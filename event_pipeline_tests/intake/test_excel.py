@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -183,3 +184,26 @@ def test_library_errors_do_not_carry_cell_text(tmp_path: Path) -> None:
     assert info.value.code == "corrupt"
     assert str(info.value).startswith("This Excel (XLSX) file could not be read (ValueError: ")
     assert "홍길동" not in str(info.value) + info.value.localized("ko") + repr(info.value.detail)
+
+
+def test_xls_cut_inside_its_directory_is_a_clear_error_not_a_panic(tmp_path: Path) -> None:
+    # Found by the intake fuzzer (faults/test_fuzz_intake.py): a compound-file header, a FAT
+    # sector, and one byte of the directory sector. calamine panics indexing past the end, and
+    # pyo3 raises the panic as PanicException, a BaseException that `except Exception` missed.
+    header = (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 magic
+        + bytes(16)
+        + struct.pack("<HHHHH6x", 0x3E, 3, 0xFFFE, 9, 6)  # versions, byte order, 512-byte sectors, mini sectors
+        + struct.pack("<IIIII", 0, 1, 1, 0, 4096)  # directory sectors, FAT sectors, first directory sector
+        + struct.pack("<IIII", 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)  # no mini FAT, no DIFAT sectors
+        + struct.pack("<I", 0)  # the FAT is sector 0
+        + b"\xff" * (4 * 108)
+    )
+    fat = struct.pack("<II", 0xFFFFFFFD, 0xFFFFFFFE) + b"\xff" * 504
+    path = tmp_path / "cut.xls"
+    path.write_bytes(header + fat + b"\x00")
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.code == "corrupt"
+    assert str(info.value).startswith("This Excel (XLS) file could not be read (PanicException: ")
+    assert info.value.localized("ko").startswith("이 Excel(XLS) 파일을 읽을 수 없습니다(")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,24 @@ def test_empty_files(tmp_path: Path, content: bytes) -> None:
     error = _reason(path)
     assert error.detail == {"code": "empty"}
     assert str(error) == "The file is empty."
+
+
+@pytest.mark.parametrize(
+    ("compression", "flip"),
+    [
+        (zipfile.ZIP_DEFLATED, 49),  # the first byte of the deflate stream: zlib.error
+        (zipfile.ZIP_STORED, 134),  # the central directory's offset, pointing before the start: ValueError
+    ],
+)
+def test_damaged_content_types_is_corrupt_not_a_library_exception(tmp_path: Path, compression: int, flip: int) -> None:
+    # Found by the intake fuzzer (faults/test_fuzz_intake.py): sniffing reads [Content_Types].xml,
+    # and zipfile's errors other than BadZipFile escaped sniff_format and read_table.
+    with zipfile.ZipFile(buffer := io.BytesIO(), "w", compression) as zf:
+        zf.writestr("[Content_Types].xml", b"<a/>")
+    data = bytearray(buffer.getvalue())
+    data[flip] ^= 0xFF
+    path = tmp_path / "damaged.xlsx"
+    path.write_bytes(bytes(data))
+    error = _reason(path)
+    assert error.key == "corrupt.zip"
+    assert str(error).startswith("This file looks like a ZIP/XLSX file but it is damaged or incomplete")

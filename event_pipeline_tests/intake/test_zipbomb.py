@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import time
 import tracemalloc
 import zipfile
@@ -80,3 +81,38 @@ def test_size_limit_checked_before_reading(tmp_path: Path) -> None:
     assert str(info.value) == (
         "The file is too large (17.6 KB); the limit is 1000 bytes. Split the list into smaller files."
     )
+
+
+def _one_member_zip(compression: int, *, flip: int) -> bytes:
+    """A ZIP holding xl/workbook.xml with the byte at ``flip`` inverted."""
+    with zipfile.ZipFile(buffer := io.BytesIO(), "w", compression) as zf:
+        zf.writestr("xl/workbook.xml", b"<a/>")
+    data = bytearray(buffer.getvalue())
+    data[flip] ^= 0xFF
+    return bytes(data)
+
+
+# Found by the intake fuzzer (faults/test_fuzz_intake.py): zipfile raises more than BadZipFile on a
+# damaged archive, and each of these escaped intake as a plain library exception. The header of
+# the one member is 45 bytes (30 + the name), so its data starts at byte 45.
+@pytest.mark.parametrize(
+    ("compression", "flip", "escaped"),
+    [
+        (zipfile.ZIP_DEFLATED, 45, "zlib.error: invalid code lengths set"),
+        (zipfile.ZIP_BZIP2, 45, "OSError: Invalid data stream"),
+        (zipfile.ZIP_LZMA, 45 + 9, "LZMAError: Corrupt input data"),
+        (zipfile.ZIP_STORED, 28, "EOFError (the member's extra field runs past the end)"),
+        (zipfile.ZIP_STORED, 126, "ValueError: negative seek value (central directory offset)"),
+    ],
+)
+def test_damaged_member_is_a_clear_error_not_a_library_exception(
+    tmp_path: Path, compression: int, flip: int, escaped: str
+) -> None:
+    path = tmp_path / "damaged.xlsx"
+    path.write_bytes(_one_member_zip(compression, flip=flip))
+    with pytest.raises(IntakeError) as info:
+        read_table(path)
+    assert info.value.code == "corrupt", escaped
+    assert info.value.key in ("corrupt.zip_member", "corrupt.zip")
+    assert str(info.value).startswith(("This Excel (XLSX) file is damaged", "This file looks like a ZIP/XLSX file"))
+    assert info.value.localized("ko").strip()

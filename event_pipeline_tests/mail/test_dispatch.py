@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from event_pipeline import processes
 from event_pipeline.mail import policy
 from event_pipeline.mail.dispatch import DispatchAborted
 from event_pipeline.mail.message import OutgoingMessage
@@ -106,6 +107,35 @@ def test_a_claim_left_by_a_dead_dispatcher_is_sent_once_after_release(
     assert sorted(sent_per_delivery(fake).values()) == [1] * 12
     by_id = {r["id"]: r for r in world.rows()}
     assert all(by_id[d.id]["attempts"] == 2 for d in orphaned)  # the lost claim counted as a try
+
+
+def test_claims_of_a_dead_holder_go_back_at_once_and_live_or_unknown_holders_keep_theirs(
+    world_factory: Callable[..., MailWorld], fake: FakeSendGrid
+) -> None:
+    """Seen: after SIGKILL of a run worker mid-mail, its claims waited 15 minutes for the stale
+    limit before the retry could send them."""
+    world = world_factory(NAMES)
+    world.enqueue()
+    finished = subprocess.run(
+        [sys.executable, "-c", "from event_pipeline.processes import claimant; print(claimant())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = finished.stdout.strip()  # a dispatcher that has exited
+    alive = processes.claimant()  # this test: still running
+    elsewhere = dead.replace(":", ":other-host-", 1)  # nobody here can tell
+    for holder in (dead, alive, elsewhere):
+        deliveries_store.claim_due(world.engine, limit=3, claimant=holder)
+    ctx = world.ctx(sendgrid(fake), claimant="proc:the-retry")
+
+    run = messages.send_mail(world.engine, ctx)
+
+    assert run.released == 3
+    # The dead holder's 3 and the 3 never claimed go out now; the others stay with their holders.
+    assert run.stats.sent == 6 and world.statuses() == {"sent": 6, "sending": 6}
+    by_holder = Counter(r["claimed_by"] for r in world.rows() if r["status"] == "sending")
+    assert by_holder == {alive: 3, elsewhere: 3}
 
 
 def test_a_late_outcome_from_a_stale_claim_does_not_overwrite_the_new_one(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -12,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from event_pipeline import settings
+from event_pipeline.inbox import moves
 from event_pipeline.steps import inbox
 from event_pipeline.store import tables
+from event_pipeline.store import uploads as uploads_store
 from event_pipeline.store.uploads import Upload
 from event_pipeline_tests.support.participants import csv_bytes, sample
 from event_pipeline_tests.support.pipeline import engine, make_event
@@ -208,9 +211,25 @@ def test_a_pass_that_died_after_its_rename_is_adopted(var_home: settings.Paths) 
     data = csv_bytes(sample(3, invalid=0, duplicates=0).rows)
     upload_id = f"{event.slug}-{__import__('hashlib').sha256(data).hexdigest()[:16]}"
     _drop(var_home.received / SLUG, f"{upload_id}.csv", data)
-    [adopted] = inbox.adopt_held_files(engine(), var_home)
+    later = time.time() + inbox.HELD_GRACE_S
+    [adopted] = inbox.adopt_held_files(engine(), var_home, now=later)
     assert adopted.upload_id == upload_id
+    assert inbox.adopt_held_files(engine(), var_home, now=later) == []
+
+
+def test_a_file_a_live_pass_has_just_claimed_is_not_adopted_by_the_reconcile_schedule(
+    var_home: settings.Paths,
+) -> None:
+    """Seen: reconcile registered the file the sensor had just renamed into received/, and both
+    started a run; the second run's move renamed the already-processed original."""
+    make_event()
+    data = csv_bytes(sample(3, invalid=0, duplicates=0).rows)
+    dropped = _drop(var_home.inbox / SLUG, "list.csv", data)
+    # The sensor's pass, between its rename (the claim) and its database write:
+    stem = uploads_store.upload_id_for(SLUG, hashlib.sha256(data).hexdigest())
+    held = moves.hold(dropped, var_home.received / SLUG, stem=stem, suffix=".csv")
     assert inbox.adopt_held_files(engine(), var_home) == []
+    assert _uploads() == [] and held.exists()
 
 
 @pytest.mark.parametrize("ok", [True, False])

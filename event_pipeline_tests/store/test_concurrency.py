@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,12 +148,21 @@ def _release_when_both_queued(engine: Engine, event: Event, procs: list[Any], re
             p.start()
         assert all(r.wait(timeout=120) for r in readies), "loader processes did not start"
         go.set()
+        deadline = time.monotonic() + 60
         if is_postgres(gate):
             with engine.connect() as watcher:
-                deadline = time.monotonic() + 60
                 while _waiting_for_event_lock(watcher, event.id) < 2:
                     assert time.monotonic() < deadline, "both loads should be queued on the event lock"
                     time.sleep(0.05)
         else:
-            time.sleep(1.0)  # both are inside sqlite3's busy wait by now
+            while not all(_in_sqlite_busy_wait(p.pid) for p in procs):
+                assert time.monotonic() < deadline, "both loads should be in sqlite3's busy wait"
+                time.sleep(0.01)
         gate_tx.commit()
+
+
+def _in_sqlite_busy_wait(pid: int) -> bool:
+    """SQLite has no lock queue to look at: a connection refused the write lock sleeps in its busy
+    handler and tries again. After the start signal a loader sleeps nowhere else, so its main
+    thread asleep in the kernel's nanosleep is the load waiting behind the gate (Linux)."""
+    return Path(f"/proc/{pid}/wchan").read_text().strip() in {"hrtimer_nanosleep", "do_nanosleep"}

@@ -16,10 +16,18 @@ Endpoints: ``POST /v3/mail/send``, ``GET /v3/suppression/{bounces,blocks,invalid
 ``GET /__inspect/connections``, ``POST /__inspect/reset``.
 
 Faults: ``fail_next`` (status codes, 429 with X-RateLimit-Reset), ``drop_next`` (connection
-closed without an answer), ``slow_next`` (answer only after a delay, for client read timeouts),
-``fail_ratio`` (seeded random 429/500/503), ``latency_s``, and ``rendezvous`` (the next n sends
-answer only once all n are being handled at the same time, which proves concurrency without
-measuring time). Delays wait on an event, never under a lock, so they overlap freely.
+closed without an answer), ``drop_handshake_next`` (with TLS: a new connection closed in the
+middle of its handshake, after the client's hello), ``cut_next`` (handled as usual, a valid
+message accepted, then the connection closed after the status line and headers, before the body
+they announce: a response dropped midway), ``slow_next`` (answer only after a delay, for client
+read timeouts; the message is still accepted, as a provider would), ``reject`` (every send
+carrying one ``delivery_id`` in its custom_args answers a given 4xx with a SendGrid-style errors
+body), ``fail_ratio`` (seeded random 429/500/503), ``latency_s``, and ``rendezvous`` (the next n
+sends answer only once all n are being handled at the same time, which proves concurrency
+without measuring time). Delays wait on an event, never under a lock, so they overlap freely.
+``wait_answered()`` waits until every API request received so far has been answered, dropped or
+cut: a timed-out client does not wait for its slow request to be accepted, a test that counts
+what arrived does.
 """
 
 from __future__ import annotations
@@ -276,6 +284,14 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if isinstance(request, ssl.SSLSocket):
+            if self.fake._take_handshake_drop():
+                # The client's hello is read first: closing on unread data would send a reset,
+                # not the orderly close (FIN) mid-handshake this fault is about.
+                with contextlib.suppress(OSError):
+                    request.settimeout(HANDSHAKE_TIMEOUT_S)
+                    socket.socket.recv(request, 1 << 16)
+                    socket.socket.shutdown(request, socket.SHUT_WR)
+                return
             try:
                 request.settimeout(HANDSHAKE_TIMEOUT_S)
                 request.do_handshake()
@@ -298,6 +314,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    _cut = False  # this request's answer stops after its headers (cut_next)
     protocol_version, timeout = "HTTP/1.1", IDLE_TIMEOUT_S
     # Headers and body leave in one write (flushed by handle_one_request), and without Nagle's
     # delay: a small answer split in two writes would otherwise wait for the client's delayed ACK.
@@ -312,6 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
         return answered
 
     def do_GET(self) -> None:
+        self._cut = False
         url = urlsplit(self.path)
         api = not url.path.startswith("/__inspect/")
         length = self._content_length()
@@ -323,11 +341,17 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:  # the client left mid-body
             self.close_connection = True
             return
-        reply = self._api(url.path.rstrip("/"), url.query, raw, length) if api else self._inspect(url.path)
-        if reply is None:  # drop_next: close the connection without answering
-            self.close_connection = True
-        else:
-            self._send(*reply, record=api)
+        if not api:
+            self._send(*self._inspect(url.path), record=False)
+            return
+        try:
+            reply = self._api(url.path.rstrip("/"), url.query, raw, length)
+            if reply is None:  # drop_next: close the connection without answering
+                self.close_connection = True
+            else:
+                self._send(*reply, record=True)
+        finally:
+            self.server.fake._answered()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
@@ -353,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, headers: dict[str, str], record: bool) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
+        if self._cut:  # cut_next: the head announces a body that never comes
+            data = data or b"{}"
         if record:
             with self.server.fake._lock:
                 self.server.fake._statuses[status] += 1
@@ -364,7 +390,9 @@ class _Handler(BaseHTTPRequestHandler):
         if data:
             self.send_header("Content-Type", "application/json")
         self.end_headers()
-        if data:
+        if self._cut:
+            self.close_connection = True
+        elif data:
             self.wfile.write(data)
 
     def _authorized(self) -> bool:
@@ -375,7 +403,10 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake._requests_total += 1
             drop, fake._drops = fake._drops > 0, max(0, fake._drops - 1)
-            delay = fake._slow.popleft() if fake._slow and not drop else 0.0
+            cut = not drop and fake._cuts > 0
+            fake._cuts -= cut
+            delay = fake._slow.popleft() if fake._slow and not (drop or cut) else 0.0  # one fault each
+        self._cut = cut
         if drop:
             return None
         match = _SUPPRESSION_RE.fullmatch(path)
@@ -423,6 +454,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except ValueError:
             return 400, {"errors": [_err("Bad Request", None)]}, rate_headers
+        if (rejection := fake._rejection(body)) is not None:
+            return rejection[0], {"errors": rejection[1]}, rate_headers
         if errors := validate_mail(body):
             return 400, {"errors": errors}, rate_headers
         message_id = secrets.token_urlsafe(16)
@@ -470,6 +503,9 @@ class FakeSendGrid:
 
     _window_start: float
     _rendezvous: tuple[threading.Barrier, int] | None
+    _cuts: int
+    _handshake_drops: int
+    _answered_total: int
 
     def __init__(
         self,
@@ -485,6 +521,7 @@ class FakeSendGrid:
         self.api_key, self.tls, self.rate_limit, self.rate_window_s = api_key, tls, rate_limit, rate_window_s
         self.latency_s, self.fail_ratio, self.seed = latency_s, fail_ratio, seed
         self._lock, self._stopping = threading.Lock(), threading.Event()
+        self._all_answered = threading.Condition(self._lock)
         self._conns: dict[socket.socket, threading.Thread] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -576,9 +613,74 @@ class FakeSendGrid:
         with self._lock:
             self._drops += n
 
+    def drop_handshake_next(self, n: int) -> None:
+        """With TLS, the next ``n`` new connections are closed in the middle of the handshake
+        (the client's hello read, nothing answered): no request is ever read from them."""
+        if n < 0 or not self.tls:
+            raise ValueError("n must be >= 0, and the server must speak TLS")
+        with self._lock:
+            self._handshake_drops += n
+
+    def _take_handshake_drop(self) -> bool:
+        with self._lock:
+            drop, self._handshake_drops = self._handshake_drops > 0, max(0, self._handshake_drops - 1)
+        return drop
+
+    def cut_next(self, n: int) -> None:
+        """The next ``n`` API requests are handled as usual (a valid mail/send is accepted and
+        recorded), then the answer stops after its status line and headers, which announce a
+        body: the connection closes before it. A response dropped midway."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            self._cuts += n
+
+    def reject(self, delivery_id: int | str, status: int = 400, errors: list[dict[str, Any]] | None = None) -> None:
+        """Every mail/send whose custom_args carry ``delivery_id`` answers ``status`` (a 4xx) with
+        ``{"errors": errors}``, until reset(). By default a 400 is SendGrid's duplicate-recipient
+        error, which quotes the recipient's address, and a 413 its payload-too-large error."""
+        if not 400 <= status <= 499:
+            raise ValueError("status must be a 4xx code")
+        with self._lock:
+            self._rejections[str(delivery_id)] = (status, errors)
+
+    def _rejection(self, body: Any) -> tuple[int, list[dict[str, Any]]] | None:
+        args = body.get("custom_args") if isinstance(body, dict) else None
+        with self._lock:
+            rule = self._rejections.get(str(args.get("delivery_id"))) if isinstance(args, dict) else None
+        if rule is None:
+            return None
+        status, errors = rule
+        if errors is not None:
+            return status, errors
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            return status, [_err("The JSON payload you have included in your request is too large.", None)]
+        if status == HTTPStatus.BAD_REQUEST:
+            try:
+                email = body["personalizations"][0]["to"][0]["email"]
+            except (KeyError, IndexError, TypeError):
+                email = ""
+            where = "personalizations.0.to"
+            message = _MESSAGES["duplicate"].format(email=email, where=where)
+            return status, [_err(message, "personalizations.0", HELP_URL + "personalizations")]
+        return status, [_err(HTTPStatus(status).phrase, None)]
+
+    def _answered(self) -> None:
+        with self._lock:
+            self._answered_total += 1
+            self._all_answered.notify_all()
+
+    def wait_answered(self, timeout_s: float = 10.0) -> None:
+        """Wait until every API request received so far has been answered, dropped or cut (slow
+        ones included, whose client may have given up long ago); TimeoutError if that takes longer."""
+        with self._lock:
+            if not self._all_answered.wait_for(lambda: self._answered_total >= self._requests_total, timeout_s):
+                raise TimeoutError(f"{self._requests_total - self._answered_total} API request(s) still unanswered")
+
     def slow_next(self, n: int, seconds: float) -> None:
-        """The next ``n`` API requests answer only after ``seconds`` (on top of ``latency_s``);
-        other requests are not held up. stop() cuts the wait short."""
+        """The next ``n`` API requests (not dropped or cut ones: one fault per request) answer only
+        after ``seconds`` (on top of ``latency_s``); other requests are not held up. stop() cuts
+        the wait short."""
         if n < 0 or seconds < 0:
             raise ValueError("n and seconds must be >= 0")
         with self._lock:
@@ -689,6 +791,8 @@ class FakeSendGrid:
             self._failures: deque[tuple[int, float | None]] = deque()
             self._slow: deque[float] = deque()
             self._requests_total = self._drops = self._window_count = self._connections_total = 0
+            self._cuts = self._answered_total = self._handshake_drops = 0
+            self._rejections: dict[str, tuple[int, list[dict[str, Any]] | None]] = {}
             self._in_flight = self._max_in_flight = 0
             self._rendezvous = None
             self._window_start = 0.0
