@@ -62,6 +62,10 @@ class Deployment:
 
     def init(self, *events: str) -> Deployment:
         self.cli("init")
+        # Create Dagster's SQLite storage now: this process and a just-started daemon creating
+        # it at once race ("table secondary_indexes already exists").
+        with self.instance():
+            pass
         for slug in events:
             self.cli("event", "add", slug, "--name", slug.upper(), "--organiser-email", f"org@{slug}.example.com")
         return self
