@@ -23,7 +23,14 @@ from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.steps import reconcile
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import csv_bytes, sample
-from event_pipeline_tests.support.pipeline import ASSET_CHAIN, add_partition, engine, make_event, run_upload
+from event_pipeline_tests.support.pipeline import (
+    ASSET_CHAIN,
+    add_partition,
+    engine,
+    failure_sensor_context,
+    make_event,
+    run_upload,
+)
 
 SLUG = "devcon-2026"
 
@@ -198,16 +205,7 @@ def _schedule_resources() -> dict[str, Any]:
 def _failed_run_context(instance: dg.DagsterInstance, upload_id: str, **tags: str) -> dg.RunFailureSensorContext:
     """Run the import of ``upload_id`` (which must fail) and build the failure sensor's context for it."""
     add_partition(instance, upload_id)
-    result = run_upload(instance, upload_id, tags=tags)
-    assert not result.success
-    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    return dg.build_run_status_sensor_context(
-        sensor_name=import_failure_sensor.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=failure_event,
-        resources=default_resources(),
-    ).for_run_failure()
+    return failure_sensor_context(instance, run_upload(instance, upload_id, tags=tags))
 
 
 def test_failure_sensor_moves_file_and_tells_organiser(instance: dg.DagsterInstance, var_home: settings.Paths) -> None:

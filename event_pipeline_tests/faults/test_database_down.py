@@ -29,7 +29,6 @@ from dagster_shared.error import SerializableErrorInfo
 
 from event_pipeline import settings
 from event_pipeline.defs.assets import TRANSIENT_RETRY
-from event_pipeline.defs.resources import default_resources
 from event_pipeline.defs.schedules import upload_history
 from event_pipeline.defs.sensors import import_failure_sensor
 from event_pipeline.steps import reconcile
@@ -40,7 +39,7 @@ from event_pipeline.store.events import Event
 from event_pipeline.store.participants import DatabaseUnavailable
 from event_pipeline.store.uploads import Upload
 from event_pipeline_tests.support.participants import Sample, sample, write_csv
-from event_pipeline_tests.support.pipeline import ASSET_CHAIN, engine, make_event, run_upload
+from event_pipeline_tests.support.pipeline import ASSET_CHAIN, engine, failure_sensor_context, make_event, run_upload
 from event_pipeline_tests.support.postgres import PostgresServer, PostgresUnavailable
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -301,16 +300,7 @@ def test_a_database_down_longer_than_every_retry_fails_the_run_clearly_and_a_rer
     blocker.close()
     # What the daemon does with a run that failed for good, once the database answers again:
     # the failure sensor records why.
-    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    import_failure_sensor(
-        dg.build_run_status_sensor_context(
-            sensor_name=import_failure_sensor.name,
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=failure_event,
-            resources=default_resources(),
-        ).for_run_failure()
-    )
+    import_failure_sensor(failure_sensor_context(instance, result))
     with engine().connect() as conn:
         failed = conn.execute(sa.select(tables.uploads).where(tables.uploads.c.id == outage.upload.id)).one()
     assert (failed.status, failed.reason) == (

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Engine
 from event_pipeline import settings
 from event_pipeline.defs import defs
 from event_pipeline.defs.partitions import UPLOADS
+from event_pipeline.defs.resources import default_resources
+from event_pipeline.defs.sensors import import_failure_sensor
 from event_pipeline.steps.inbox import register_local_file
 from event_pipeline.store.db import make_engine
 from event_pipeline.store.events import Event, create_event
@@ -78,3 +80,18 @@ def run_import(
         engine(), settings.paths(), event_slug=event_slug, source=source, strict=strict or None
     )
     return upload, run_upload(instance, upload.id, definitions=definitions)
+
+
+def failure_sensor_context(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult
+) -> dg.RunFailureSensorContext:
+    """What ``import_failure_sensor`` is handed for a run that failed, as the daemon hands it."""
+    assert not result.success
+    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    return dg.build_run_status_sensor_context(
+        sensor_name=import_failure_sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure_event,
+        resources=default_resources(),
+    ).for_run_failure()
