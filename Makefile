@@ -50,3 +50,18 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
+# The distributed topology on this machine: PostgreSQL and Redis (unless DATABASE_URL +
+# DAGSTER_PG_URL / CELERY_BROKER_URL are given), a code server, webserver, daemon and
+# WORKERS Celery workers; Ctrl-C or `make stop` stops it all. See "Running on several machines".
+WORKERS ?= 2
+.PHONY: run-distributed stop
+run-distributed: $(STAMP)
+	$(BIN)/python deploy/topology.py --workers $(WORKERS) --port $(PORT)
+
+stop:
+	@pid_file=$(EVENT_PIPELINE_HOME)/topology.pid; \
+	if [ ! -f "$$pid_file" ]; then echo "no topology running under $(EVENT_PIPELINE_HOME)"; exit 0; fi; \
+	pid=$$(cat "$$pid_file"); kill -TERM "$$pid" 2>/dev/null || { echo "topology $$pid is gone"; rm -f "$$pid_file"; exit 0; }; \
+	echo "stopping topology $$pid"; \
+	for _ in $$(seq 1 240); do kill -0 "$$pid" 2>/dev/null || exit 0; sleep 0.5; done; \
+	echo "topology $$pid still running after 120 s" >&2; exit 1

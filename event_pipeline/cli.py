@@ -15,38 +15,12 @@ from typing import Any
 import click
 
 from event_pipeline import settings
+from event_pipeline.cli_common import Unusable, echo_json
+from event_pipeline.cli_common import engine as open_db
 
 DEMO_EVENT = "demo-2026"
 SAMPLE_FILE = Path(__file__).with_name("sample") / "participants_demo.csv"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class Unusable(click.ClickException):
-    """The var dir or database cannot be used as it is: said in one line, exit 2, no traceback."""
-
-    exit_code = 2
-
-
-def _engine() -> Any:
-    """The participants database, checked; the one place the CLI opens it."""
-    import sqlalchemy as sa
-
-    from event_pipeline.store.db import sqlite_file
-    from event_pipeline.store.migrate import SchemaNotCurrent, app_engine
-
-    url = settings.database_url()
-    db_file = sqlite_file(url)
-    if db_file is not None and not db_file.exists():
-        # Opening it would create an empty database (and a var dir) wherever the command ran.
-        raise Unusable(f"no database at {db_file}: run `event-pipeline init` or set EVENT_PIPELINE_HOME")
-    try:
-        return app_engine(url)
-    except SchemaNotCurrent as exc:
-        raise Unusable(str(exc)) from None
-    except sa.exc.DBAPIError as exc:
-        where = sa.make_url(url).render_as_string(hide_password=True)
-        said = str(exc.orig or exc).strip().splitlines()
-        raise Unusable(f"cannot open the participants database {where}: {said[0] if said else exc}") from None
 
 
 def _migrate() -> str:
@@ -56,10 +30,6 @@ def _migrate() -> str:
     engine = make_engine(settings.database_url())
     upgrade(engine)
     return current_revision(engine) or "?"
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 @click.group()
@@ -98,7 +68,7 @@ def init(demo: bool) -> None:
         from event_pipeline.store.events import create_event
 
         event = create_event(
-            _engine(),
+            open_db(),
             slug=DEMO_EVENT,
             name="데모 컨퍼런스 2026",
             organiser_email="organiser@example.com",
@@ -182,7 +152,7 @@ def event_add(
 
     try:
         created = create_event(
-            _engine(),
+            open_db(),
             slug=slug,
             name=name,
             organiser_email=organiser_email,
@@ -201,7 +171,7 @@ def event_add(
 def event_list() -> None:
     from event_pipeline.store.events import list_events
 
-    with _engine().connect() as conn:
+    with open_db().connect() as conn:
         for ev in list_events(conn):
             click.echo(f"{ev.slug}\t{ev.name}\t{ev.starts_at or ''}\t{ev.language}")
 
@@ -209,7 +179,7 @@ def event_list() -> None:
 def _require_event(slug: str) -> None:
     from event_pipeline.store.events import get_event
 
-    with _engine().connect() as conn:
+    with open_db().connect() as conn:
         if get_event(conn, slug) is None:
             raise click.ClickException(
                 f"no event {slug!r}; create it with: event-pipeline event add {slug} --name ... --organiser-email ..."
@@ -255,7 +225,7 @@ def upload(path: Path, event_slug: str, strict: bool, wait: bool, timeout: float
     except IntakeError as exc:
         raise click.ClickException(f"{path.name}: {exc}") from None
     upload_id = upload_id_for(event_slug, sha256_file(path))
-    with _engine().connect() as conn:
+    with open_db().connect() as conn:
         existing = get_upload(conn, upload_id)
     inbox_dir = settings.paths().inbox / event_slug
     inbox_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +267,7 @@ def _wait_for_upload(
     out.print(f"waiting for the inbox sensor to take {placed.name} (it reads a file once it has settled)")
     with cli_views.stage_progress(STAGES, out) as bar:
         while True:
-            with _engine().connect() as conn:
+            with open_db().connect() as conn:
                 up = get_upload(conn, upload_id)
             if up is None:
                 drop = next(
@@ -347,7 +317,7 @@ def _upload_detail(upload_id: str) -> dict[str, Any]:
     from event_pipeline.steps.rows import upload_findings
     from event_pipeline.store import deliveries, events, uploads
 
-    with _engine().connect() as conn:
+    with open_db().connect() as conn:
         up = uploads.get_upload(conn, upload_id)
         if up is None:
             raise click.ClickException(f"no upload {upload_id!r}; `event-pipeline status` lists the recent ones")
@@ -516,7 +486,7 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
     started = time.perf_counter()
     try:
         up, _ = register_local_file(
-            _engine(), settings.paths(), event_slug=event_slug, source=path, strict=strict or None
+            open_db(), settings.paths(), event_slug=event_slug, source=path, strict=strict or None
         )
     except (UnknownEventError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -530,10 +500,10 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
         ran = True
         if not ok:
             reason = f"the import run failed; see `event-pipeline status {up.id}` for the step"
-            fail(_engine(), settings.paths(), mail_context_from_env(), up.id, reason=reason)
+            fail(open_db(), settings.paths(), mail_context_from_env(), up.id, reason=reason)
     summary = _upload_detail(up.id) | {"ran": ran, "seconds": round(time.perf_counter() - started, 3)}
     if as_json:
-        _echo_json(summary)
+        echo_json(summary)
     else:
         if not ran:
             click.echo(f"{path.name}: already imported as {up.id}; nothing to run (--force runs it again)")
@@ -604,13 +574,13 @@ def status(upload_id: str | None, as_json: bool, limit: int) -> None:
     if upload_id is not None:
         detail = _upload_detail(upload_id)
         if as_json:
-            _echo_json(detail)
+            echo_json(detail)
         else:
             cli_views.print_upload(cli_views.console(), detail)
         return
     overview = _overview(limit)
     if as_json:
-        _echo_json(overview)
+        echo_json(overview)
     else:
         cli_views.print_overview(cli_views.console(), overview)
 
@@ -619,7 +589,7 @@ def _overview(limit: int) -> dict[str, Any]:
     from event_pipeline.steps.inbox import recent_drops
     from event_pipeline.store.uploads import count_by_status, list_uploads
 
-    engine = _engine()
+    engine = open_db()
     with engine.connect() as conn:
         by_status = count_by_status(conn)
         rows = list_uploads(conn, limit=limit)
@@ -667,7 +637,7 @@ def participant_find(email: str, event_slug: str, as_json: bool) -> None:
     from event_pipeline.store.events import get_event
     from event_pipeline.store.participant_cards import find_by_email
 
-    with _engine().connect() as conn:
+    with open_db().connect() as conn:
         event = get_event(conn, event_slug)
         if event is None:
             raise click.ClickException(f"no event {event_slug!r}")
@@ -781,7 +751,7 @@ def verify_token(token_or_url: str, event_slug: str | None, public_key: Path | N
             raise click.ClickException(f"{public_key}: {exc}") from None
         _finish_verdict(verify_offline(scanned, verifier, event_slug=event_slug), as_json)
         return
-    engine = _engine()
+    engine = open_db()
     try:
         verdict = verify_scan(engine, scanned, _scan_keys(), event_slug=event_slug)
     except UnknownEventError as exc:
@@ -801,7 +771,7 @@ def checkin(token_or_url: str, event_slug: str, as_json: bool) -> None:
     """
     from event_pipeline.access.checkin import UnknownEventError, check_in
 
-    engine = _engine()
+    engine = open_db()
     try:
         verdict = check_in(engine, _scan_text(token_or_url), _scan_keys(), event_slug=event_slug)
     except UnknownEventError as exc:
@@ -830,7 +800,7 @@ def reissue_token(participant_id: int, qr_out: Path | None, as_json: bool) -> No
 
     try:
         outcome = reissue(
-            _engine(),
+            open_db(),
             _scan_keys().codec,
             participant_id,
             base_url=checkin_base_url_from_env(),
@@ -869,7 +839,7 @@ def badges(event_slug: str, output: Path, processes: int, as_json: bool) -> None
     from event_pipeline.steps.tickets import write_badges
     from event_pipeline.store.events import get_event
 
-    engine = _engine()
+    engine = open_db()
     with engine.connect() as conn:
         found = get_event(conn, event_slug)
     if found is None:
@@ -878,7 +848,7 @@ def badges(event_slug: str, output: Path, processes: int, as_json: bool) -> None
         engine, _scan_keys().codec, output, event_id=found.id, base_url=checkin_base_url_from_env(), processes=processes
     )
     if as_json:
-        _echo_json({"event": event_slug, "codes": count, "path": str(output)})
+        echo_json({"event": event_slug, "codes": count, "path": str(output)})
     else:
         click.echo(f"{count} check-in codes of {event_slug} written to {output} (0600)")
 
@@ -920,6 +890,17 @@ def export_public_key(fmt: str) -> None:
     """Print the public key check-in devices use to verify signed tokens offline."""
     verifier = _signer(required=True).verifier
     click.echo(verifier.public_key_pem().rstrip("\n") if fmt == "pem" else verifier.public_key_b64())
+
+
+def _add_commands() -> None:
+    """The corrections loop's commands live in their own modules, one per capability."""
+    from event_pipeline import cli_erase, cli_resend, cli_undo, cli_webhook
+
+    for command in [*cli_undo.COMMANDS, *cli_resend.COMMANDS, *cli_erase.COMMANDS, *cli_webhook.COMMANDS]:
+        main.add_command(command)
+
+
+_add_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

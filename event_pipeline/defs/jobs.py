@@ -5,16 +5,16 @@ from datetime import timedelta
 import dagster as dg
 
 from event_pipeline.defs.assets import upload_assets
+from event_pipeline.defs.executors import step_executor
 from event_pipeline.defs.partitions import uploads_partitions
 from event_pipeline.defs.resources import AccessTokensResource, DatabaseResource, MailerResource, mail_context
 from event_pipeline.steps import messages
 
-# The steps form a chain, so a process per step would only add start-up time.
 import_job = dg.define_asset_job(
     "import_upload",
     selection=dg.AssetSelection.assets(*upload_assets),
     partitions_def=uploads_partitions,
-    executor_def=dg.in_process_executor,
+    executor_def=step_executor(),
     description="Import one uploaded participants file (one partition per upload).",
 )
 
@@ -37,6 +37,9 @@ def send_due_emails(
     return dg.Output(None, metadata=result)
 
 
-@dg.job(description="Send email deliveries that are due: retries after transient errors, crash leftovers.")
+@dg.job(
+    description="Send email deliveries that are due: retries after transient errors, crash leftovers.",
+    executor_def=step_executor(),
+)
 def send_due_emails_job() -> None:
     send_due_emails()

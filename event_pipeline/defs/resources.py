@@ -109,15 +109,21 @@ RUN_CLAIMANT = "run:"
 
 
 def run_claimant(run_id: str) -> str:
-    return f"{RUN_CLAIMANT}{run_id}"
+    """The run and the process the step runs in: with the Celery executor a step whose worker
+    died is run again in the same run, by another process, which must see the claims as dead."""
+    return f"{RUN_CLAIMANT}{run_id}:{processes.claimant()}"
 
 
 def run_alive(instance: dg.DagsterInstance, holder: str) -> bool | None:
-    """A run's claims live as long as the run; anything else is judged by the process table."""
+    """A run's claims live as long as the run and, while it goes on, as long as the step's
+    process (None, cannot tell, for a process on another host); others by the process table."""
     if not holder.startswith(RUN_CLAIMANT):
         return processes.claimant_alive(holder)
-    run = instance.get_run_by_id(holder.removeprefix(RUN_CLAIMANT))
-    return run is not None and not run.is_finished
+    run_id, _, process = holder.removeprefix(RUN_CLAIMANT).partition(":")
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        return False
+    return processes.claimant_alive(process) if process else True
 
 
 def mail_context_from_env() -> MailContext:

@@ -70,6 +70,10 @@ uploads = sa.Table(
     sa.Column("original_path", sa.Text, nullable=True),
     # Why mail about this upload is held back, e.g. "mail paused: provider refused the key (HTTP 401)".
     sa.Column("mail_note", sa.Text, nullable=True),
+    # Set once `event-pipeline undo` took this upload back (status becomes "undone"); the summary
+    # is JSON counts (removed, restored, kept because a later upload built on them).
+    sa.Column("undone_at", Timestamp, nullable=True),
+    sa.Column("undo_summary", sa.Text, nullable=True),
     sa.UniqueConstraint("event_id", "sha256"),
 )
 
@@ -93,6 +97,12 @@ participants = sa.Table(
     # Per field, the seq of the upload that last wrote it: an older upload loaded later (a re-run,
     # a slow run) never overwrites what a newer one set. 0: no upload known (rows from before 0002).
     *(sa.Column(f"{field}_seq", sa.Integer, nullable=False, server_default="0") for field in SEQ_FIELDS),
+    # When mail to the address bounced (or was blocked/dropped) and when the address last changed:
+    # `resend --bounced` picks the participants whose address changed after it bounced.
+    sa.Column("bounced_at", Timestamp, nullable=True),
+    sa.Column("email_changed_at", Timestamp, nullable=True),
+    # The participant that took this one's place (a corrected address of the same person).
+    sa.Column("replaced_by", sa.Integer, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("event_id", "email_norm"),
@@ -156,7 +166,14 @@ email_deliveries = sa.Table(
     sa.Column("provider_message_id", sa.String(128), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("sent_at", Timestamp, nullable=True),
-    sa.UniqueConstraint("participant_id", "kind"),
+    # SendGrid's signed `processed` event for this delivery arrived: the provider has it, so a
+    # claim left in `sending` by a crash is finished, not sent again.
+    sa.Column("accepted_at", Timestamp, nullable=True),
+    # The organiser's bounce digest that reported this delivery (its dedupe key).
+    sa.Column("reported_in", sa.String(200), nullable=True),
+    # dedupe_key alone keeps one row per logical message: a resend is a new row
+    # ("resend:<participant>:<n>"), so (participant_id, kind) is not unique any more.
+    sa.Index("ix_email_deliveries_participant", "participant_id", "kind"),
     sa.Index("ix_email_deliveries_due", "status", "next_attempt_at"),
 )
 
@@ -191,4 +208,48 @@ outbox_files = sa.Table(
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("committed_bytes", sa.BigInteger, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# What an upload changed in participants it did not create: the fields and their seqs as they were
+# before it wrote them. `undo` puts them back; participants the upload created are found by
+# participants.created_upload_id and need no row here. One row per upload and participant: a
+# re-run of the same upload keeps the first before-image.
+participant_changes = sa.Table(
+    "participant_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("upload_id", sa.String(100), nullable=False),
+    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=False),
+    # JSON object: {"<field>": [value, seq], ...} for every field in SEQ_FIELDS.
+    sa.Column("before", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("upload_id", "participant_id"),
+    sa.Index("ix_participant_changes_participant", "participant_id"),
+)
+
+# SendGrid Event Webhook events already applied, by SendGrid's own id (it sends duplicates).
+delivery_events = sa.Table(
+    "delivery_events",
+    metadata,
+    sa.Column("sg_event_id", sa.String(100), primary_key=True),
+    # From custom_args; NULL for an event about mail that is not ours.
+    sa.Column("delivery_id", sa.Integer, nullable=True),
+    # processed | delivered | deferred | bounce | blocked | dropped | spamreport | ...
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("occurred_at", Timestamp, nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Index("ix_delivery_events_delivery", "delivery_id"),
+    sa.Index("ix_delivery_events_received", "received_at"),
+)
+
+# One line per erasure: what was removed, never whose (no address, no hash of it).
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Integer, nullable=True),
+    sa.Column("participants", sa.Integer, nullable=False),
+    # JSON counts per place: {"deliveries": 2, "stored_uploads": 1, "outbox_messages": 1, ...}
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("erased_at", Timestamp, nullable=False),
 )
