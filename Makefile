@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed
 # pip, since Debian's Python refuses installs outside a venv.
 UV_VERSION := 0.13.8
 PORT ?= 3000
+WEBHOOK_PORT ?= 3001
 
 .PHONY: run test lint bench venv init clean
 
@@ -30,13 +31,16 @@ run: init
 	$(BIN)/event-pipeline demo-drop
 	# No secrets sourced: the code location reads var/secrets.env itself, like any process started by hand.
 	# The code location is the dg project ([tool.dg] in pyproject.toml), as in `dg check defs`.
-	cd $(CURDIR) && $(BIN)/dg dev -h 127.0.0.1 -p $(PORT)
+	# The SendGrid event receiver runs beside it (only when SENDGRID_WEBHOOK_PUBLIC_KEY is set) and
+	# stops with it: the trap ends it when dg dev ends (Ctrl-C, or dg dev exiting by itself).
+	cd $(CURDIR) && { $(BIN)/event-pipeline webhook serve --host 127.0.0.1 --port $(WEBHOOK_PORT) --only-if-configured & \
+	  hook=$$!; trap 'kill $$hook 2>/dev/null; wait $$hook' EXIT; $(BIN)/dg dev -h 127.0.0.1 -p $(PORT); }
 
 lint: $(STAMP)
 	# uv.lock still matches pyproject.toml (a dependency edited without `uv lock` fails here).
 	$(BIN)/uv lock --check
-	$(BIN)/ruff check event_pipeline event_pipeline_tests bench
-	$(BIN)/ruff format --check event_pipeline event_pipeline_tests bench
+	$(BIN)/ruff check event_pipeline event_pipeline_tests bench deploy
+	$(BIN)/ruff format --check event_pipeline event_pipeline_tests bench deploy
 	$(BIN)/mypy
 	# A scratch Dagster home with our instance settings: loading the definitions leaves var/ alone.
 	home=$$(mktemp -d) && cp dagster.yaml "$$home/" && DAGSTER_HOME="$$home" $(BIN)/dg check defs; rc=$$?; rm -rf "$$home"; exit $$rc

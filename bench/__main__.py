@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench import distributed as distributed_bench
 from bench import load as load_bench
 from bench import qr as qr_bench
 from bench.pipeline import drop_to_done, email_record, import_upload, isolated
@@ -69,6 +70,8 @@ def main() -> None:
     csv_gen = data.csv_file_of_size(work / "participants.csv", target)
     cp949_gen = data.csv_file_of_size(work / "participants-cp949.csv", target, encoding="cp949", seed=5)
     xlsx_gen = data.xlsx_file(work / "participants.xlsx", n_xlsx)
+    # Quick: the 20,000-row upload; full: the 50 MB file.
+    dist_gen = csv_gen if FULL else data.csv_file(work / "participants-20k.csv", 20_000, seed=11)
     print(f"  csv {csv_gen.size_bytes / 1e6:.1f} MB / {csv_gen.rows:,} rows; xlsx {xlsx_gen.rows:,} rows", flush=True)
 
     from bench import stages
@@ -93,6 +96,7 @@ def main() -> None:
             (str(csv_gen.path), str(work / "home-import-tls"), None, "sendgrid", 0.05),
         ),
         ("drop -> done (daemon)", drop_to_done, (str(work / "home-latency"),)),
+        ("celery: 2 vs 1 workers", distributed_bench.upload_on_workers, (str(dist_gen.path), str(work))),
     ]
     print(f"{'stage':<28} {'rows':>14} {'time':>10} {'throughput':>18} {'speed-up':>15} {'cost':>11} {'peak':>9}")
     for name, fn, args in plan:
@@ -120,13 +124,17 @@ def main() -> None:
     qr_rps = pick("tokens + qr", "rows_per_s")
     mail_rps = pick("email dispatch (sendgrid api)", "rows_per_s")
     peak = max((r.get("peak_rss_mb") or 0) for r in results)
+    celery_1 = pick("celery: 2 vs 1 workers: 1 celery worker", "seconds")
+    celery_2 = pick("celery: 2 vs 1 workers: 2 celery workers", "seconds")
     size = "50mb" if FULL else "5mb"
     print(
         f"bench: upload_{size}_mail_s={_fmt(upload_s)} upload_{size}_mail_tls_s={_fmt(upload_tls_s)} "
         f"loaded_s={_fmt(loaded_s)} "
         f"load_rows_per_s={_fmt(load_rps, 0)} "
         f"qr_per_s={_fmt(qr_rps, 0)} email_per_s={_fmt(mail_rps, 0)} "
-        f"email_x_naive={_fmt(pick('email dispatch (sendgrid api)', 'ratio_to_naive'), 1)} peak_rss_mb={_fmt(peak, 0)}"
+        f"email_x_naive={_fmt(pick('email dispatch (sendgrid api)', 'ratio_to_naive'), 1)} peak_rss_mb={_fmt(peak, 0)} "
+        f"celery_1_worker_s={_fmt(celery_1)} celery_2_workers_s={_fmt(celery_2)} "
+        f"celery_2_vs_1={_fmt(celery_1 / celery_2 if celery_1 and celery_2 else None)}"
     )
 
 

@@ -6,6 +6,7 @@
     dagster code-server start                            the code location, gRPC on 127.0.0.1
     dagster-webserver, dagster-daemon                    reading deploy/workspace.yaml
     dagster-celery worker start  x N                     worker-1 ... worker-N, each its own name
+    event-pipeline webhook serve                         SendGrid's signed events (with its key set)
 
 Every process listens on 127.0.0.1 only, logs to $EVENT_PIPELINE_HOME/logs/<name>.log and runs in
 its own process group. SIGINT/SIGTERM (Ctrl-C, `make stop`) stops them in reverse order and waits
@@ -18,7 +19,8 @@ Configuration is the environment: EVENT_PIPELINE_HOME (var dir, the shared uploa
 DAGSTER_HOME (default $EVENT_PIPELINE_HOME/dagster_home), DATABASE_URL, DAGSTER_PG_URL,
 CELERY_BROKER_URL; ports and counts by option or variable: --port/PORT (webserver, 3000),
 --code-server-port/EVENT_PIPELINE_CODE_SERVER_PORT (4000), --pg-port, --redis-port (a free port),
---workers/EVENT_PIPELINE_WORKERS (2), --celery-config (deploy/celery.yaml). Plain Python on
+--workers/EVENT_PIPELINE_WORKERS (2), --webhook-port/WEBHOOK_PORT (3001), --celery-config
+(deploy/celery.yaml). Plain Python on
 purpose: it only starts programs.
 """
 
@@ -403,6 +405,17 @@ def start_dagster(topology: Topology, *, web_port: int, code_port: int, workers:
     topology.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)])
 
 
+def start_webhook(topology: Topology, port: int) -> None:
+    """The Event Webhook receiver: with it, a crash between SendGrid's 202 and our write repeats
+    no mail (docs/email.md). Without its key there is nothing it could verify."""
+    if not topology.env.get("SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        say("webhook receiver not started: SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+        return
+    argv = [str(BIN / "event-pipeline"), "webhook", "serve", "--host", HOST, "--port", str(port)]
+    hook = topology.start("webhook", argv, port=port)
+    wait_until("webhook receiver", lambda: port_open(port), hook)
+
+
 # -- the command --------------------------------------------------------------------------------
 
 
@@ -411,6 +424,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start the distributed topology on this machine.")
     parser.add_argument("--workers", type=int, default=int(env.get("EVENT_PIPELINE_WORKERS", "2")))
     parser.add_argument("--port", type=int, default=int(env.get("PORT", "3000")), help="webserver port")
+    parser.add_argument("--webhook-port", type=int, default=int(env.get("WEBHOOK_PORT", "3001")))
     parser.add_argument("--code-server-port", type=int, default=int(env.get("EVENT_PIPELINE_CODE_SERVER_PORT", "4000")))
     parser.add_argument(
         "--redis-port", type=int, default=int(env.get("EVENT_PIPELINE_REDIS_PORT", "0")), help="0: a free port"
@@ -468,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             celery_yaml=args.celery_config.resolve(),
         )
+        start_webhook(topology, args.webhook_port)
         topology.write_state(ready=True)
         say(f"ready: http://{HOST}:{args.port} ({args.workers} workers); Ctrl-C or `make stop` stops it")
         reported: set[str] = set()

@@ -309,12 +309,14 @@ STATE_OF_STATUS = {
     "done": "completed",
     "rejected": "failed",
     "failed": "failed",
+    "undone": "undone",
 }
 
 
 def _upload_detail(upload_id: str) -> dict[str, Any]:
     """One upload as `status ID --json` prints it: the database's facts and Dagster's stages and runs."""
     from event_pipeline.steps.rows import upload_findings
+    from event_pipeline.steps.undo import parse_summary
     from event_pipeline.store import deliveries, events, uploads
 
     with open_db().connect() as conn:
@@ -358,7 +360,13 @@ def _upload_detail(upload_id: str) -> dict[str, Any]:
         "attempts": len(runs),
         "step_retries": retries,
         "runs": runs,
-        "timestamps": {"registered_at": _iso(up.created_at), "finished_at": _iso(up.finished_at)},
+        "timestamps": {
+            "registered_at": _iso(up.created_at),
+            "finished_at": _iso(up.finished_at),
+            "undone_at": _iso(up.undone_at),
+        },
+        # What `event-pipeline undo` did (counts), once it took this upload back.
+        "undo": parse_summary(up.undo_summary),
     }
 
 
@@ -491,6 +499,11 @@ def import_(path: Path, event_slug: str, strict: bool, force: bool, as_json: boo
     except (UnknownEventError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     ran = False
+    if up.status == "undone":
+        raise click.ClickException(
+            f"{path.name} is upload {up.id}, which was undone; it is not imported again "
+            "(export or save the file anew to import its rows as a new upload)"
+        )
     if force or up.status not in ("done", "rejected"):
         instance = dg.DagsterInstance.get()
         if not instance.has_dynamic_partition(UPLOADS, up.id):
@@ -587,12 +600,15 @@ def status(upload_id: str | None, as_json: bool, limit: int) -> None:
 
 def _overview(limit: int) -> dict[str, Any]:
     from event_pipeline.steps.inbox import recent_drops
+    from event_pipeline.store.digests import bounce_counts
     from event_pipeline.store.uploads import count_by_status, list_uploads
 
     engine = open_db()
     with engine.connect() as conn:
         by_status = count_by_status(conn)
         rows = list_uploads(conn, limit=limit)
+        bounces = bounce_counts(conn)
+    # "undone" appears once some upload was undone (added by the loop below).
     counts = dict.fromkeys(("waiting", "active", "completed", "failed"), 0)
     for status_, n in by_status.items():
         state = STATE_OF_STATUS.get(status_, status_)
@@ -610,6 +626,7 @@ def _overview(limit: int) -> dict[str, Any]:
                 "rejected": u.rejected_rows,
                 "created_at": _iso(u.created_at),
                 "finished_at": _iso(u.finished_at),
+                "undone_at": _iso(u.undone_at),
             }
             for u in rows
         ],
@@ -617,6 +634,7 @@ def _overview(limit: int) -> dict[str, Any]:
             {"file": d.name, "event": d.event, "reason": d.reason, "at": d.at.isoformat()}
             for d in recent_drops(settings.paths(), limit, engine=engine)
         ],
+        "bounces": {slug: vars(b) for slug, b in bounces.items()},
     }
 
 
@@ -787,28 +805,33 @@ def checkin(token_or_url: str, event_slug: str, as_json: bool) -> None:
     default=None,
     help="Also write the new QR code as a PNG here (0600).",
 )
+@click.option("--no-mail", is_flag=True, help="Do not mail the new ticket to the participant.")
 @click.option("--json", "as_json", is_flag=True)
-def reissue_token(participant_id: int, qr_out: Path | None, as_json: bool) -> None:
-    """Revoke PARTICIPANT_ID's token and issue a new one with a new QR code.
+def reissue_token(participant_id: int, qr_out: Path | None, no_mail: bool, as_json: bool) -> None:
+    """Revoke PARTICIPANT_ID's token and issue a new one with a new QR code, and mail the new
+    ticket to the participant (unless --no-mail).
 
     The old code then scans as 'revoked'. The new check-in URL is printed here for you to pass on;
     it is not written to any log.
     """
-    from event_pipeline.access.checkin import reissue
     from event_pipeline.access.tokens import checkin_base_url_from_env
+    from event_pipeline.cli_resend import mail_context
+    from event_pipeline.steps.resend import reissue_and_mail
     from event_pipeline.store.tokens import UnknownParticipantError
 
     try:
-        outcome = reissue(
+        reissued = reissue_and_mail(
             open_db(),
             _scan_keys().codec,
             participant_id,
             base_url=checkin_base_url_from_env(),
+            ctx=None if no_mail else mail_context(),
             signer=_signer(required=False),
             qr_out=qr_out,
         )
     except UnknownParticipantError as exc:
         raise click.ClickException(str(exc)) from None
+    outcome = reissued.outcome
     data = {
         "participant_id": outcome.participant_id,
         "event": outcome.event,
@@ -816,6 +839,7 @@ def reissue_token(participant_id: int, qr_out: Path | None, as_json: bool) -> No
         "qr_path": str(outcome.qr_path) if outcome.qr_path else None,
         "checkin_url": outcome.checkin_url,
         "signed_token": outcome.signed_token,
+        "mail": reissued.mail_summary(),
     }
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False))

@@ -100,7 +100,8 @@ class RunWatcher:
             return any([self._set(s, ended[state]) for s, state in self.states.items() if state in ended])
         if kind is dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
             return self._set(event.asset_key.to_user_string(), DONE)
-        stage = event.step_key or ""
+        # A graph-backed asset's steps ("welcome_emails.send_welcome_chunk[ids_1_5000]") are its stage.
+        stage = (event.step_key or "").split(".", 1)[0]
         if stage not in self.states or self.states[stage] == DONE:
             return False
         if kind is dg.DagsterEventType.STEP_START:

@@ -21,7 +21,7 @@ from rich.text import Text
 _PIPE_WIDTH = 160
 
 MARKS = {"pending": "·", "running": "…", "done": "✓", "failed": "✗", "skipped": "-"}
-STATE_STYLE = {"waiting": "yellow", "active": "cyan", "completed": "green", "failed": "red"}
+STATE_STYLE = {"waiting": "yellow", "active": "cyan", "completed": "green", "failed": "red", "undone": "magenta"}
 COUNT_LABELS = {
     "rows_in_file": "rows in file",
     "loaded_new": "new",
@@ -98,7 +98,8 @@ def print_overview(out: Console, overview: Mapping[str, Any]) -> None:
     """``status`` without an id: how many uploads are where, the recent ones, recent set-asides."""
     counts = overview["counts"]
     line = Text("uploads: ")
-    for i, state in enumerate(("waiting", "active", "completed", "failed")):
+    shown = ("waiting", "active", "completed", "failed", *(("undone",) if counts.get("undone") else ()))
+    for i, state in enumerate(shown):
         line.append(", " if i else "")
         line.append(f"{counts[state]} {state}", style=STATE_STYLE[state] if counts[state] else None)
     out.print(line)
@@ -126,8 +127,21 @@ def print_overview(out: Console, overview: Mapping[str, Any]) -> None:
         for d in drops:
             table.add_row(when(d["at"]), Text(d["event"] or "-"), Text(d["file"]), Text(d["reason"]))
         out.print(table)
+    _print_bounces(out, overview.get("bounces") or {})
     if not uploads and not drops:
         out.print("nothing uploaded yet")
+
+
+def _print_bounces(out: Console, bounces: Mapping[str, Mapping[str, int]]) -> None:
+    """Per event, the addresses mail could not reach (the organiser's digest reports them hourly)."""
+    if not bounces:
+        return
+    table = Table(title="undeliverable mail", title_justify="left", box=None, pad_edge=False)
+    for column in ("event", "addresses", "mails", "not yet in a digest"):
+        table.add_column(column, justify="left" if column == "event" else "right")
+    for slug, b in bounces.items():
+        table.add_row(Text(slug), str(b["participants"]), str(b["deliveries"]), str(b["unreported"]))
+    out.print(table)
 
 
 def _number(value: int | None) -> str:
@@ -191,6 +205,10 @@ def print_upload(out: Console, detail: Mapping[str, Any]) -> None:
         out.print(Text(f"  run {run['run_id']} {run['status']}, started {when(run['started_at'])}"))
     stamps = detail["timestamps"]
     out.print(Text(f"registered {when(stamps['registered_at'])}, finished {when(stamps['finished_at'])}"))
+    if stamps.get("undone_at"):
+        undo = detail.get("undo") or {}
+        done = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in undo.items() if v)
+        out.print(Text(f"undone {when(stamps['undone_at'])}: {done or 'nothing left to take back'}", style="magenta"))
 
 
 # -- people ---------------------------------------------------------------------------------------------

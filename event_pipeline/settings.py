@@ -47,6 +47,12 @@ class Paths:
         return self.home / "reports"
 
     @property
+    def step_io(self) -> Path:
+        """What steps hand each other (an upload's mail chunks as id ranges, their counts; never a
+        row): on the shared store, so a step on another machine reads what the one before wrote."""
+        return self.home / "step_io"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster_home")
 
@@ -70,6 +76,7 @@ class Paths:
             self.rejected,
             self.outbox,
             self.reports,
+            self.step_io,
         ]
 
 
@@ -112,3 +119,31 @@ DEFAULT_PHONE_REGION = "KR"
 def default_phone_region() -> str:
     """Region for phone numbers written without a country code (most of our files are Korean)."""
     return os.environ.get("EVENT_PIPELINE_PHONE_REGION") or DEFAULT_PHONE_REGION
+
+
+def sendgrid_webhook_public_key() -> str | None:
+    """The Event Webhook's verification key (base64 DER, as SendGrid's settings page shows it).
+    Set where the receiver runs, and where mail is sent: there it means events are flowing."""
+    return os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip() or None
+
+
+DEFAULT_RETAIN_UPLOADS_DAYS = 30
+
+
+def retain_uploads_days() -> int:
+    """Days stored upload copies, held originals and error reports are kept after an import ends."""
+    raw = os.environ.get("EVENT_PIPELINE_RETAIN_UPLOADS_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_RETAIN_UPLOADS_DAYS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"EVENT_PIPELINE_RETAIN_UPLOADS_DAYS must be a whole number of days >= 1, not {raw!r}")
+    return int(raw)
+
+
+# Welcome mails per step: a big upload's mail spreads over every worker, and a worker that dies
+# repeats one chunk, not the upload.
+DEFAULT_MAIL_CHUNK = 5000
+
+
+def mail_chunk_size() -> int:
+    return max(1, int(os.environ.get("EVENT_PIPELINE_MAIL_CHUNK") or DEFAULT_MAIL_CHUNK))

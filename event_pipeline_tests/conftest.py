@@ -28,6 +28,8 @@ def var_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[settin
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
     monkeypatch.delenv("SENDGRID_HOST", raising=False)
+    # Set, it makes a dead dispatcher's claims wait 10 minutes for SendGrid's events.
+    monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
     paths = settings.paths()
     for folder in [*paths.all_dirs(), paths.dagster_home]:
         folder.mkdir(parents=True, exist_ok=True)

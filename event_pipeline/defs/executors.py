@@ -3,9 +3,10 @@
 Without ``CELERY_BROKER_URL`` every step runs in the run worker's process, one after another
 (the steps form a chain, so a process per step would only add start-up time). With it, each step
 is a task on Dagster's own Celery executor, taken by whichever ``dagster-celery worker`` is free:
-steps share nothing but the databases, the broker and the upload store (they hand each other only
-the partition key, and every asset returns a ``MaterializeResult``, so no IO manager writes under
-the run worker's ``DAGSTER_HOME``).
+steps share nothing but the databases, the broker and the upload store (assets hand each other
+only the partition key; inside ``welcome_emails`` the chunk steps pass id ranges and counts through
+the IO manager, which keeps them in the var dir's ``step_io/`` on the shared store, never under
+``DAGSTER_HOME``).
 
 The broker URL reaches the executor as ``{"env": ...}``: it is read in the run worker when the
 run starts, never written into run config (a Redis URL may carry a password). The worker side

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from sqlalchemy.engine import Engine
 
 from event_pipeline import processes, settings
@@ -68,6 +69,8 @@ class MailerResource(dg.ConfigurableResource):
     workers: int = 32
     # Processes a big batch of welcome mail is dispatched from: QR and MIME rendering is CPU work.
     processes: int = 1
+    # Welcome mails per step of ``welcome_emails`` (each chunk is one step).
+    chunk_size: int = settings.DEFAULT_MAIL_CHUNK
 
     def sender_args(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,15 @@ class MailerResource(dg.ConfigurableResource):
 
     def sender(self) -> Sender:
         return make_sender(**self.sender_args())
+
+
+class StepIOManager(dg.FilesystemIOManager):
+    """Only welcome_emails' steps hand each other values (id ranges, counts): pickled in the var
+    dir's ``step_io/`` on the shared store, where a step on another machine finds them, never
+    under DAGSTER_HOME. The folder is resolved when a run starts, like every other path."""
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> PickledObjectFilesystemIOManager:
+        return PickledObjectFilesystemIOManager(base_dir=self.base_dir or str(settings.paths().step_io))
 
 
 def mail_context(
@@ -153,5 +165,7 @@ def default_resources() -> dict[str, object]:
             from_email=os.environ.get("EVENT_PIPELINE_FROM_EMAIL", "no-reply@event-pipeline.invalid"),
             workers=int(os.environ.get("EVENT_PIPELINE_MAIL_WORKERS", "32")),
             processes=int(os.environ.get("EVENT_PIPELINE_MAIL_PROCESSES", str(os.cpu_count() or 1))),
+            chunk_size=settings.mail_chunk_size(),
         ),
+        "io_manager": StepIOManager(),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sendgrid import SendGridAPIClient
@@ -83,8 +84,9 @@ def poll_suppressions(engine: Engine, client: SendGridAPIClient, cursor: BounceC
         fetched[kind] = len(entries)
         for e in entries:
             reason = redact(str(e.get("reason") or ""))
-            found.append(SuppressedAddress(normalise_email(e["email"]), email_status, reason))
             created = e.get("created")
+            at = datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+            found.append(SuppressedAddress(normalise_email(e["email"]), email_status, reason, at))
             if isinstance(created, int):
                 since[kind] = max(since.get(kind, 0), created)
     counts = apply_suppressions(engine, found)

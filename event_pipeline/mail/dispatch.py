@@ -170,6 +170,7 @@ def dispatch_due(
     *,
     event_id: int | None = None,
     kinds: Iterable[str] | None = None,
+    id_range: tuple[int, int] | None = None,
     workers: int = 8,
     read_ahead: int | None = None,
     max_wait_s: float = 5.0,
@@ -258,7 +259,13 @@ def dispatch_due(
                 if abort is None and not drained and len(in_flight) <= low_water:
                     room = capacity - len(in_flight)
                     claimed = store.claim_due(
-                        engine, limit=room, now=clock(), event_id=event_id, kinds=kinds, claimant=claimant
+                        engine,
+                        limit=room,
+                        now=clock(),
+                        event_id=event_id,
+                        kinds=kinds,
+                        id_range=id_range,
+                        claimant=claimant,
                     )
                     stats.claimed += len(claimed)
                     drained = len(claimed) < room
@@ -274,7 +281,7 @@ def dispatch_due(
                         )
                     if not drained:
                         continue
-                    if _wait_for_soon_due(engine, event_id, kinds, clock, max_wait_s, wait_budget_s, stats):
+                    if _wait_for_soon_due(engine, (event_id, kinds, id_range), clock, max_wait_s, wait_budget_s, stats):
                         drained = False
                         continue
                     break
@@ -369,15 +376,15 @@ def _submit(
 
 def _wait_for_soon_due(
     engine: Engine,
-    event_id: int | None,
-    kinds: tuple[str, ...] | None,
+    scope: tuple[int | None, tuple[str, ...] | None, tuple[int, int] | None],
     clock: Clock,
     max_wait_s: float,
     wait_budget_s: float,
     stats: DispatchStats,
 ) -> bool:
     """Sleep until the next delivery in scope is due if that is soon; False: leave it to the schedule."""
-    due = store.next_due_at(engine, event_id=event_id, kinds=kinds)
+    event_id, kinds, id_range = scope
+    due = store.next_due_at(engine, event_id=event_id, kinds=kinds, id_range=id_range)
     if due is None:
         return False
     delay = (due - clock()).total_seconds()

@@ -124,6 +124,13 @@ def _locked(path: Path, *, create: bool) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
+    try:
+        same = os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # replaced (erasure rewrites a file by rename) between our open and our lock
+        os.close(fd)
+        return None
     return fd
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from event_pipeline import settings
+
 MAX_ATTEMPTS = 3
 # Delay before attempt 2 and attempt 3: a blip clears in minutes, an outage needs hours.
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(hours=2))
@@ -30,3 +32,19 @@ def after_throttle(now: datetime, created_at: datetime, reset_at: datetime | Non
     """When to try again after a 429 (the provider's reset time, never sooner than a second)."""
     candidate = max(reset_at or now, now + MIN_THROTTLE_DELAY)
     return candidate if candidate <= created_at + WINDOW else None
+
+
+# With SendGrid's signed events flowing, a claim a dead dispatcher left in `sending` may be a
+# message SendGrid accepted: its `processed` event (seconds, usually) makes the receiver mark it
+# sent. Only a claim this old without one is sent again, so a crash duplicates nothing.
+PROCESSED_EVENT_WAIT = timedelta(minutes=10)
+
+
+def events_flowing(sender_name: str) -> bool:
+    """Whether SendGrid's signed delivery events reach us for mail this sender sends."""
+    return sender_name == "sendgrid" and settings.sendgrid_webhook_public_key() is not None
+
+
+def resend_cutoff(sender_name: str, now: datetime) -> datetime | None:
+    """Claims of dead dispatchers older than this may be sent again (None: any of them)."""
+    return now - PROCESSED_EVENT_WAIT if events_flowing(sender_name) else None

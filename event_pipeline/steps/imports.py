@@ -6,7 +6,7 @@ themselves stay in the upload store and the participants database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +16,11 @@ from event_pipeline.access.tokens import TokenCodec
 from event_pipeline.inbox.manifest import ManifestError, read_manifest
 from event_pipeline.mail.dispatch import DispatchStats
 from event_pipeline.settings import Paths
-from event_pipeline.steps import inbox, messages, rows, tickets
+from event_pipeline.steps import corrections, inbox, messages, rows, tickets
 from event_pipeline.steps.rows import UploadRejected
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import uploads as uploads_store
+from event_pipeline.store.deliveries import IdRange
 from event_pipeline.store.participants import LoadCounts, reaching_database
 from event_pipeline.store.tokens import issue_missing_tokens
 from event_pipeline.store.uploads import Upload
@@ -38,7 +39,9 @@ class Received:
 
 @dataclass(frozen=True)
 class Welcome:
-    queued: int
+    chunks: int
+    # This upload's welcome deliveries by status.
+    emails: dict[str, int]
     run: messages.MailRun
 
 
@@ -58,6 +61,9 @@ def get_upload(engine: Engine, upload_id: str) -> Upload:
         upload = uploads_store.get_upload(conn, upload_id)
     if upload is None:
         raise UploadRejected(f"upload {upload_id} is not registered")
+    if upload.status == "undone":
+        # A run launched by hand after `undo` would load the rows the organiser took back.
+        raise UploadRejected(f"upload {upload_id} was undone; it is not imported again")
     return upload
 
 
@@ -103,7 +109,9 @@ def validate(
 def load(engine: Engine, paths: Paths, upload_id: str) -> LoadCounts:
     with reaching_database(engine, upload_id):
         upload = get_upload(engine, upload_id)
-    return rows.load_upload(engine, paths, upload)
+    counts = rows.load_upload(engine, paths, upload)
+    corrections.after_load(engine, upload.id)  # a bounced person back under a new address (same phone)
+    return counts
 
 
 def issue_tokens(engine: Engine, upload_id: str, codec: Callable[[], TokenCodec]) -> int:
@@ -122,20 +130,35 @@ def check_tickets(
     )
 
 
-def send_welcome(
+def plan_welcome(engine: Engine, ctx: messages.MailContext, upload_id: str, *, chunk_size: int) -> list[IdRange]:
+    """``welcome_emails``, first step: welcomes queued, the mail still to send cut into chunks."""
+    upload = get_upload(engine, upload_id)
+    _, chunks = messages.plan_welcome_emails(
+        engine, ctx, event_id=upload.event_id, upload_id=upload.id, chunk_size=chunk_size
+    )
+    return chunks
+
+
+def send_welcome_chunk(
     engine: Engine,
     ctx: messages.MailContext,
     upload_id: str,
+    id_range: IdRange,
     *,
     progress: Callable[[DispatchStats], None] | None = None,
-) -> Welcome:
-    """``welcome_emails``: a refused key pauses mail but never fails the import (its data is in)."""
+) -> messages.MailRun:
+    """``welcome_emails``, one step per chunk: a refused key pauses mail, never fails the import."""
     upload = get_upload(engine, upload_id)
-    queued, run = messages.send_welcome_emails(
-        engine, ctx, event_id=upload.event_id, upload_id=upload.id, progress=progress
-    )
-    uploads_store.update_upload(engine, upload.id, mail_note=run.paused)
-    return Welcome(queued=queued, run=run)
+    return messages.send_welcome_chunk(engine, ctx, event_id=upload.event_id, id_range=id_range, progress=progress)
+
+
+def finish_welcome(engine: Engine, upload_id: str, runs: Sequence[messages.MailRun]) -> Welcome:
+    """``welcome_emails``, last step: what the chunks came to, and why mail waits if it does."""
+    run = messages.combine_runs(runs)
+    uploads_store.update_upload(engine, upload_id, mail_note=run.paused)
+    with engine.connect() as conn:
+        emails = deliveries_store.status_counts(conn, upload_id=upload_id, kinds=messages.WELCOME)
+    return Welcome(chunks=len(runs), emails=emails, run=run)
 
 
 def finish(engine: Engine, paths: Paths, ctx: messages.MailContext, upload_id: str) -> Finished:
@@ -165,7 +188,7 @@ def fail(engine: Engine, paths: Paths, ctx: messages.MailContext, upload_id: str
     ``rejected/`` with the reason, the organiser told once. False if there was nothing to do."""
     with engine.connect() as conn:
         upload = uploads_store.get_upload(conn, upload_id)
-    if upload is None or upload.status == "done":
+    if upload is None or upload.status in ("done", "undone"):
         return False
     if upload.status == "rejected" and upload.reason:
         status, reason = "rejected", upload.reason

@@ -210,6 +210,10 @@ def _set_aside_identical(
 ) -> None:
     ok = existing.status != "rejected"
     note = f"identical to upload {existing.id} ({existing.original_name}, {existing.status}); not imported again"
+    if existing.status == "undone":
+        # Its id (and so its Dagster partition and run key) is its content: the same bytes can only
+        # name the upload that was taken back. Any edit or new export is a new upload.
+        note += "; it was undone: to load these rows again, export or save the file anew and drop that"
     _set_aside(result, path, (paths.processed if ok else paths.rejected) / folder, reason=note, name_hint=name_hint)
 
 

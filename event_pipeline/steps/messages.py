@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 from event_pipeline.access.qr import render_qr_png
 from event_pipeline.access.tokens import TokenCodec, checkin_url
 from event_pipeline.mail.dispatch import DispatchAborted, DispatchStats, dispatch_due
-from event_pipeline.mail.message import InlineImage, OutgoingMessage
-from event_pipeline.mail.policy import MAX_ATTEMPTS, RETRY_DELAYS
-from event_pipeline.mail.render import TemplateRenderer, default_renderer, template_language
+from event_pipeline.mail.message import Attachment, InlineImage, OutgoingMessage
+from event_pipeline.mail.policy import MAX_ATTEMPTS, RETRY_DELAYS, resend_cutoff
+from event_pipeline.mail.render import Rendered, TemplateRenderer, default_renderer, template_language
 from event_pipeline.mail.senders import Sender
 from event_pipeline.processes import claimant as process_claimant
 from event_pipeline.processes import claimant_alive, die_with_owner, owner
-from event_pipeline.steps import notices
+from event_pipeline.steps import digest_mail, notices
 from event_pipeline.store import deliveries as deliveries_store
 from event_pipeline.store import events as events_store
 from event_pipeline.store import pauses as pauses_store
@@ -64,6 +64,28 @@ class MailContext:
     def templates(self) -> TemplateRenderer:
         return self.renderer or default_renderer()
 
+    def to_organiser(
+        self,
+        event: Event,
+        rendered: Rendered,
+        *,
+        custom_args: dict[str, str],
+        key: str,
+        attachments: tuple[Attachment, ...] = (),
+    ) -> OutgoingMessage:
+        """A rendered message to the event's organiser (notices, the bounce digest)."""
+        return OutgoingMessage(
+            attachments=attachments,
+            to=event.organiser_email,
+            from_email=self.from_email,
+            from_name=self.from_name,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            custom_args=custom_args,
+            key=key,
+        )
+
 
 def _event_context(event: Event) -> dict[str, Any]:
     starts = event.starts_at.strftime("%Y-%m-%d %H:%M") if event.starts_at else ""
@@ -80,7 +102,8 @@ def _custom_args(d: Delivery) -> dict[str, str]:
 def build_messages(engine: Engine, ctx: MailContext, deliveries: Sequence[Delivery]) -> dict[int, OutgoingMessage]:
     """Messages for the deliveries that can still be sent (others are left out and get dropped)."""
     built: dict[int, OutgoingMessage] = {}
-    welcome = [d for d in deliveries if d.kind == "welcome" and d.participant_id is not None]
+    # A resent ticket ("ticket") is the welcome mail again, under its own template (same code).
+    welcome = [d for d in deliveries if d.kind in ("welcome", "ticket") and d.participant_id is not None]
     with engine.connect() as conn:
         events = {eid: events_store.get_event_by_id(conn, eid) for eid in {d.event_id for d in deliveries}}
         people = _welcome_rows(conn, [d.participant_id for d in welcome if d.participant_id is not None])
@@ -89,6 +112,11 @@ def build_messages(engine: Engine, ctx: MailContext, deliveries: Sequence[Delive
                 msg = _organiser_message(conn, ctx, events[d.event_id], d)
                 if msg is not None:
                     built[d.id] = msg
+            elif d.kind == digest_mail.KIND:
+                event = events[d.event_id]
+                built[d.id] = digest_mail.digest_message(
+                    conn, ctx, event, d, event_context=_event_context(event), custom_args=_custom_args(d)
+                )
     for d in welcome:
         row = people.get(d.participant_id or -1)
         if row is None or row["status"] != "active" or row["email_status"] != "ok":
@@ -103,7 +131,7 @@ def build_messages(engine: Engine, ctx: MailContext, deliveries: Sequence[Delive
             "checkin_url": url,
             "qr_cid": QR_CID,
         }
-        rendered = ctx.templates.render("welcome", event.language, context)
+        rendered = ctx.templates.render(d.kind, event.language, context)
         built[d.id] = OutgoingMessage(
             to=row["email_norm"],
             from_email=ctx.from_email,
@@ -163,16 +191,8 @@ def _organiser_message(conn: sa.Connection, ctx: MailContext, event: Event, d: D
             **found,
         }
     rendered = ctx.templates.render(d.kind, event.language, context)
-    return OutgoingMessage(
-        attachments=attachments,
-        to=event.organiser_email,
-        from_email=ctx.from_email,
-        from_name=ctx.from_name,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        custom_args=_custom_args(d),
-        key=d.dedupe_key,
+    return ctx.to_organiser(
+        event, rendered, custom_args=_custom_args(d), key=d.dedupe_key, attachments=tuple(attachments)
     )
 
 
@@ -195,6 +215,17 @@ class MailRun:
         }
 
 
+def combine_runs(runs: Sequence[MailRun]) -> MailRun:
+    """Several dispatches (an upload's chunks) as one: counts summed, the first pause reported."""
+    paused = next((r.paused for r in runs if r.paused), None)
+    return MailRun(
+        _sum([r.stats for r in runs]),
+        paused=paused,
+        new_pause=any(r.new_pause for r in runs),
+        released=sum(r.released for r in runs),
+    )
+
+
 # Below this many due messages a second process costs more to start (~1 s) than it saves.
 PARALLEL_MIN = 4000
 
@@ -206,16 +237,18 @@ def dispatch(engine: Engine, ctx: MailContext, **kwargs: Any) -> DispatchStats:
     nothing else; counts are summed. A refusal in any process stops all of them.
     """
     extra = ctx.processes - 1 if ctx.sender_args is not None else 0
+    scope = {k: v for k, v in kwargs.items() if k in ("event_id", "kinds", "id_range")}
     if extra > 0:
         with engine.connect() as conn:
-            extra = extra if deliveries_store.count_due(conn, now=datetime.now(UTC)) >= PARALLEL_MIN else 0
+            due = deliveries_store.count_claimable(conn, now=datetime.now(UTC), **scope)
+        extra = extra if due >= PARALLEL_MIN else 0
     if extra <= 0:
         return _dispatch_here(engine, ctx, **kwargs)
     spec = _ChildMail(
         url=engine.url.render_as_string(hide_password=False),
         sender_args=ctx.sender_args or {},
         ctx=replace(ctx, sender=_NO_SENDER, renderer=None, sender_args=None, processes=1, holder_alive=None),
-        scope={k: v for k, v in kwargs.items() if k in ("event_id", "kinds")},
+        scope=scope,
     )
     mp = multiprocessing.get_context("spawn")  # never fork a process that runs threads (Dagster's)
     with ProcessPoolExecutor(max_workers=extra, mp_context=mp, initializer=die_with_owner, initargs=owner()) as pool:
@@ -297,7 +330,7 @@ def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, 
     dispatch probes the key; success ends the pause.
     """
     now = now or datetime.now(UTC)
-    released = release_abandoned_claims(engine, ctx)
+    released = release_abandoned_claims(engine, ctx, now=now)
     with engine.connect() as conn:
         pause = pauses_store.get_pause(conn, ctx.sender.name)
     if pause is not None and pause.probe_after > now:
@@ -315,32 +348,48 @@ def send_mail(engine: Engine, ctx: MailContext, *, now: datetime | None = None, 
     return MailRun(stats, released=released)
 
 
-def release_abandoned_claims(engine: Engine, ctx: MailContext) -> int:
+def release_abandoned_claims(engine: Engine, ctx: MailContext, *, now: datetime | None = None) -> int:
     """Put back deliveries left ``sending`` by dispatchers known to be dead (a killed run, a
     crashed process), so they go out in this dispatch rather than after the stale-claim limit.
-    Their messages may have reached the provider: this is the documented duplicate window."""
+    Their messages may have reached the provider: without signed events that is the documented
+    duplicate window; with them, a claim waits ``PROCESSED_EVENT_WAIT`` for its event first."""
     alive = ctx.holder_alive or claimant_alive
     with engine.connect() as conn:
         holders = deliveries_store.claim_holders(conn)
     dead = [h for h in holders if h != ctx.claimant and alive(h) is False]
-    released = deliveries_store.release_claims_of(engine, dead, max_attempts=MAX_ATTEMPTS)
+    cutoff = resend_cutoff(ctx.sender.name, now or datetime.now(UTC))
+    released = deliveries_store.release_claims_of(engine, dead, max_attempts=MAX_ATTEMPTS, claimed_before=cutoff)
     if released:
         log.warning("released %d delivery claim(s) of %d stopped dispatcher(s)", released, len(dead))
     return released
 
 
-def send_welcome_emails(
+WELCOME = ("welcome",)
+
+
+def plan_welcome_emails(
+    engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, chunk_size: int
+) -> tuple[int, list[deliveries_store.IdRange]]:
+    """Queue a welcome for every participant of the event that has none yet, take back the claims
+    of dispatchers that died, and cut what is left to send into chunks (id ranges) that separate
+    steps send. Returns (queued now, the chunks)."""
+    queued = deliveries_store.enqueue_welcome(engine, event_id, upload_id)
+    release_abandoned_claims(engine, ctx)
+    with engine.connect() as conn:
+        chunks = deliveries_store.open_id_ranges(conn, event_id=event_id, kinds=WELCOME, size=chunk_size)
+    return queued, chunks
+
+
+def send_welcome_chunk(
     engine: Engine,
     ctx: MailContext,
     *,
     event_id: int,
-    upload_id: str,
+    id_range: deliveries_store.IdRange,
     progress: Callable[[DispatchStats], None] | None = None,
-) -> tuple[int, MailRun]:
-    """Queue a welcome for every participant of the event that has none yet, then send.
-    Returns (queued now, what sending came to)."""
-    queued = deliveries_store.enqueue_welcome(engine, event_id, upload_id)
-    return queued, send_mail(engine, ctx, event_id=event_id, kinds=("welcome",), progress=progress)
+) -> MailRun:
+    """Send the welcomes of one chunk; a step repeated after a crash sends only what is still due."""
+    return send_mail(engine, ctx, event_id=event_id, kinds=WELCOME, id_range=id_range, progress=progress)
 
 
 def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_id: str, kind: str) -> MailRun:
@@ -367,5 +416,8 @@ def notify_organiser(engine: Engine, ctx: MailContext, *, event_id: int, upload_
 def send_due_emails(engine: Engine, ctx: MailContext, *, stale_after: timedelta) -> tuple[int, MailRun]:
     """The mail schedule's job: release claims of dispatchers that died, send what is due.
     Returns (claims released, what sending came to)."""
-    released = deliveries_store.release_stale_claims(engine, older_than=stale_after, max_attempts=MAX_ATTEMPTS)
+    cutoff = resend_cutoff(ctx.sender.name, datetime.now(UTC))
+    released = deliveries_store.release_stale_claims(
+        engine, older_than=stale_after, max_attempts=MAX_ATTEMPTS, claimed_before=cutoff
+    )
     return released, send_mail(engine, ctx)

@@ -117,12 +117,26 @@ def enqueue_welcome(engine: Engine, event_id: int, upload_id: str | None) -> int
         return enqueue(conn, rows)
 
 
-def _scope(stmt: Any, event_id: int | None, kinds: Iterable[str] | None) -> Any:
+IdRange = tuple[int, int]
+
+
+def _scope(stmt: Any, event_id: int | None, kinds: Iterable[str] | None, id_range: IdRange | None = None) -> Any:
     if event_id is not None:
         stmt = stmt.where(email_deliveries.c.event_id == event_id)
     if kinds is not None:
         stmt = stmt.where(email_deliveries.c.kind.in_(list(kinds)))
+    if id_range is not None:
+        stmt = stmt.where(email_deliveries.c.id.between(*id_range))
     return stmt
+
+
+def open_id_ranges(conn: sa.Connection, *, event_id: int, kinds: Iterable[str], size: int) -> list[IdRange]:
+    """The event's deliveries of ``kinds`` still to send (claimable, or claimed and maybe
+    abandoned), cut into id ranges of at most ``size`` deliveries each, in id order."""
+    c = email_deliveries.c
+    stmt = sa.select(c.id).where(c.status.in_((*CLAIMABLE, "sending"))).order_by(c.id)
+    ids = [int(i) for i in conn.execute(_scope(stmt, event_id, kinds)).scalars()]
+    return [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
 
 
 def claim_due(
@@ -133,12 +147,14 @@ def claim_due(
     event_id: int | None = None,
     kinds: Iterable[str] | None = None,
     claimant: str | None = None,
+    id_range: IdRange | None = None,
 ) -> list[Delivery]:
     """Move up to ``limit`` due deliveries to ``sending`` under ``claimant`` and return them (by id).
 
     ``now`` decides what is due (tests and the benchmark move it forward instead of sleeping);
     ``claimed_at`` is always the wall clock, because stale-claim detection is about real time
-    and the fencing token must differ between any two claims of a row.
+    and the fencing token must differ between any two claims of a row. ``id_range`` (first, last,
+    inclusive) is one chunk of an upload's mail (``welcome_chunks``).
     """
     now = now or datetime.now(UTC)
     due = sa.select(email_deliveries.c.id).where(_due(now))
@@ -147,7 +163,7 @@ def claim_due(
     # for each claim: 14.7 ms against 2 ms with 60k queued, growing with the queue (SQL was a
     # quarter of the samples while mailing a 577k upload).
     c = email_deliveries.c
-    due = _scope(due, event_id, kinds).order_by(c.status, c.next_attempt_at, c.id).limit(limit)
+    due = _scope(due, event_id, kinds, id_range).order_by(c.status, c.next_attempt_at, c.id).limit(limit)
     with engine.begin() as conn:
         if is_postgres(conn):
             # Concurrent dispatchers take disjoint rows instead of queueing behind each other's
@@ -168,13 +184,19 @@ def claim_due(
     return sorted(claimed, key=lambda d: d.id)
 
 
-def next_due_at(engine: Engine, *, event_id: int | None = None, kinds: Iterable[str] | None = None) -> datetime | None:
+def next_due_at(
+    engine: Engine,
+    *,
+    event_id: int | None = None,
+    kinds: Iterable[str] | None = None,
+    id_range: IdRange | None = None,
+) -> datetime | None:
     """Earliest ``next_attempt_at`` among claimable deliveries in scope (None if there are none)."""
     stmt = sa.select(sa.func.min(email_deliveries.c.next_attempt_at)).where(
         email_deliveries.c.status.in_(CLAIMABLE), email_deliveries.c.next_attempt_at.is_not(None)
     )
     with engine.connect() as conn:
-        value = conn.execute(_scope(stmt, event_id, kinds)).scalar()
+        value = conn.execute(_scope(stmt, event_id, kinds, id_range)).scalar()
     return as_utc(value) if value is not None else None
 
 
@@ -227,7 +249,12 @@ def record_outcomes(
 
 
 def release_stale_claims(
-    engine: Engine, *, older_than: timedelta, max_attempts: int, now: datetime | None = None
+    engine: Engine,
+    *,
+    older_than: timedelta,
+    max_attempts: int,
+    now: datetime | None = None,
+    claimed_before: datetime | None = None,
 ) -> int:
     """Rows left ``sending`` by a dispatcher that died, whoever held them: retry them if
     attempts remain. The fallback for holders nobody can check (see ``release_claims_of``).
@@ -237,9 +264,10 @@ def release_stale_claims(
     request returns and claims only what its workers can start at once, so at most a few
     dispatcher-widths of messages are in that window (docs/email.md). ``older_than`` must be
     far longer than one send can take (the client timeout), or a live claim would be stolen.
+    ``claimed_before``: see ``release_claims_of``.
     """
     cutoff = (now or datetime.now(UTC)) - older_than
-    return _release(engine, email_deliveries.c.claimed_at < cutoff, max_attempts)
+    return _release(engine, email_deliveries.c.claimed_at < cutoff, max_attempts, claimed_before)
 
 
 def claim_holders(conn: sa.Connection) -> set[str]:
@@ -249,17 +277,27 @@ def claim_holders(conn: sa.Connection) -> set[str]:
     return {str(name) for name in conn.execute(stmt).scalars()}
 
 
-def release_claims_of(engine: Engine, holders: Collection[str], *, max_attempts: int) -> int:
+def release_claims_of(
+    engine: Engine, holders: Collection[str], *, max_attempts: int, claimed_before: datetime | None = None
+) -> int:
     """Rows left ``sending`` by holders known to be dead (their run ended, their process is
-    gone): released at once, with the same consequences as ``release_stale_claims``."""
+    gone): released at once, with the same consequences as ``release_stale_claims``.
+
+    ``claimed_before`` (``mail.policy.resend_cutoff``): only claims older than this; younger
+    ones wait for SendGrid's ``processed`` event, which marks them sent if SendGrid has them.
+    """
     if not holders:
         return 0
-    return _release(engine, email_deliveries.c.claimed_by.in_(list(holders)), max_attempts)
+    return _release(engine, email_deliveries.c.claimed_by.in_(list(holders)), max_attempts, claimed_before)
 
 
-def _release(engine: Engine, which: sa.ColumnElement[bool], max_attempts: int) -> int:
+def _release(
+    engine: Engine, which: sa.ColumnElement[bool], max_attempts: int, claimed_before: datetime | None = None
+) -> int:
     c = email_deliveries.c
     base = sa.and_(c.status == "sending", which)
+    if claimed_before is not None:
+        base = sa.and_(base, c.claimed_at < claimed_before)
     with engine.begin() as conn:
         retry = conn.execute(
             sa.update(email_deliveries)
@@ -293,6 +331,19 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
         email_deliveries.c.status.in_(CLAIMABLE),
         sa.or_(email_deliveries.c.next_attempt_at.is_(None), email_deliveries.c.next_attempt_at <= now),
     )
+
+
+def count_claimable(
+    conn: sa.Connection,
+    *,
+    now: datetime,
+    event_id: int | None = None,
+    kinds: Iterable[str] | None = None,
+    id_range: IdRange | None = None,
+) -> int:
+    """Due deliveries in one dispatch's scope."""
+    stmt = sa.select(sa.func.count()).where(_due(now))
+    return int(conn.execute(_scope(stmt, event_id, kinds, id_range)).scalar_one())
 
 
 def count_due(conn: sa.Connection, *, now: datetime) -> int:

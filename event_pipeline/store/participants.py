@@ -23,7 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.store.bulk import create_stage, drop_stage, fill_stage, quote
+from event_pipeline.store.changes import REMOVED, record_images_sql
 from event_pipeline.store.db import is_postgres
+from event_pipeline.store.erasure import ERASED_STATUS
 from event_pipeline.store.tables import SEQ_FIELDS, participants
 
 # Fields an upload may change; email_norm is the key. Each has a ``<field>_seq`` column.
@@ -157,6 +159,11 @@ def _load(conn: sa.Connection, incoming: pd.DataFrame, *, event_id: int, upload_
     # A statement with nothing to do still joins the whole stage: skip it (a re-run of an upload
     # then costs one join).
     write = {**params, "now": now}
+    if changed:
+        # Before the UPDATE and with its own predicate: `undo` needs what these rows held.
+        writes = _writes_sql(conn, "s", "p")
+        changes = {f: f"({_differs(conn, f, 's', 'p')} AND {_may_write(conn, f, 's', 'p')})" for f in DATA_FIELDS}
+        conn.execute(record_images_sql(conn, stage=STAGE, writes=writes, changes=changes), write)
     updated = conn.execute(_update_sql(conn), write).rowcount if changed else 0
     inserted = conn.execute(_insert_sql(conn), write).rowcount if new else 0
     if (inserted, updated) != (new, changed):
@@ -311,7 +318,11 @@ def participants_without_live_token(conn: sa.Connection, event_id: int) -> list[
     )
     stmt = (
         sa.select(participants.c.id)
-        .where(participants.c.event_id == event_id, ~sa.exists(live))
+        # Nobody left to hold one: undone (removed) or erased participants.
+        .where(participants.c.event_id == event_id, participants.c.status.notin_((REMOVED, ERASED_STATUS)))
+        .where(~sa.exists(live))
+        # A participant replaced by its corrected address keeps its revoked token (steps/corrections).
+        .where(participants.c.replaced_by.is_(None))
         .order_by(participants.c.id)
     )
     return [int(r[0]) for r in conn.execute(stmt)]

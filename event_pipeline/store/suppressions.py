@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -23,6 +25,8 @@ class SuppressedAddress:
     email: str  # lower-cased
     email_status: str  # bounced | blocked | invalid
     reason: str  # provider's text, addresses already redacted
+    # When the provider listed it (the entry's ``created``): becomes participants.bounced_at.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,20 @@ def apply_suppressions(engine: Engine, found: Sequence[SuppressedAddress]) -> Su
     organiser whose address is suppressed is marked too (there is no participant to flag).
     """
     marked_people = marked_mail = 0
+    now = datetime.now(UTC)
     by_status: dict[str, dict[str, str]] = {}
+    latest: dict[tuple[str, str], datetime] = {}
     for f in found:
         by_status.setdefault(f.email_status, {})[f.email] = f.reason
+        at = f.at or now
+        latest[f.email_status, f.email] = max(at, latest.get((f.email_status, f.email), at))
     with engine.begin() as conn:
         for status in sorted(by_status, key=EMAIL_STATUS_RANK.__getitem__):
-            weaker = [s for s, rank in EMAIL_STATUS_RANK.items() if rank < EMAIL_STATUS_RANK[status]]
             emails = sorted(by_status[status])
             for start in range(0, len(emails), _CHUNK):
                 chunk = emails[start : start + _CHUNK]
-                marked_people += conn.execute(
-                    sa.update(participants)
-                    .where(participants.c.email_norm.in_(chunk), participants.c.email_status.in_(weaker))
-                    .values(email_status=status)
-                ).rowcount
+                targets = [(e, latest[status, e]) for e in chunk]
+                marked_people += mark_participants(conn, participants.c.email_norm, targets, status)
                 marked_mail += _bounce_deliveries(conn, chunk, status, by_status[status])
     return SuppressionCounts(participants=max(marked_people, 0), deliveries=max(marked_mail, 0))
 
@@ -64,12 +68,7 @@ def _bounce_deliveries(conn: sa.Connection, emails: list[str], status: str, reas
     to_organiser = sa.select(events.c.id, sa.func.lower(events.c.organiser_email)).where(
         sa.func.lower(events.c.organiser_email).in_(emails)
     )
-    stmt = (
-        sa.update(email_deliveries)
-        .where(d.id == sa.bindparam("did"), d.status.in_(BOUNCEABLE))
-        .values(status="bounced", last_error=sa.bindparam("why"))
-    )
-    params: list[dict[str, object]] = []
+    found: list[tuple[int, str]] = []
     by_participant = {int(pid): email for pid, email in conn.execute(to_participant)}
     if by_participant:
         rows = conn.execute(
@@ -77,7 +76,7 @@ def _bounce_deliveries(conn: sa.Connection, emails: list[str], status: str, reas
                 d.participant_id.in_(list(by_participant)), d.status.in_(BOUNCEABLE)
             )
         )
-        params += [{"did": did, "why": _why(status, reasons[by_participant[pid]])} for did, pid in rows]
+        found += [(did, _why(status, reasons[by_participant[pid]])) for did, pid in rows]
     by_event = {int(eid): email for eid, email in conn.execute(to_organiser)}
     if by_event:
         rows = conn.execute(
@@ -85,11 +84,57 @@ def _bounce_deliveries(conn: sa.Connection, emails: list[str], status: str, reas
                 d.event_id.in_(list(by_event)), d.participant_id.is_(None), d.status.in_(BOUNCEABLE)
             )
         )
-        params += [{"did": did, "why": _why(status, reasons[by_event[eid]])} for did, eid in rows]
-    if not params:
-        return 0
-    return max(conn.execute(stmt, params).rowcount, 0)
+        found += [(did, _why(status, reasons[by_event[eid]])) for did, eid in rows]
+    return mark_deliveries(conn, found, "bounced")
 
 
 def _why(status: str, reason: str) -> str:
     return f"{status} (provider suppression list): {reason}"[:500]
+
+
+# The two changes an undeliverable address makes, shared by the suppression-list poller (above)
+# and SendGrid's signed events (steps/delivery_events.py), so both paths agree.
+
+
+def mark_participants(
+    conn: sa.Connection, key: sa.Column[Any], found: Sequence[tuple[object, datetime]], email_status: str
+) -> int:
+    """Participants whose ``key`` (``id`` or ``email_norm``) is in ``found`` (value, when it
+    bounced): ``email_status`` raised to ``email_status`` (never lowered: ``EMAIL_STATUS_RANK``)
+    and ``bounced_at`` moved to that time if it is later. Returns how many changed status;
+    applying the same finding twice changes nothing."""
+    if not found:
+        return 0
+    p = participants.c
+    weaker = [s for s, rank in EMAIL_STATUS_RANK.items() if rank < EMAIL_STATUS_RANK[email_status]]
+    changed = conn.execute(
+        sa.update(participants)
+        .where(key == sa.bindparam("k"), sa.or_(sa.false(), *(p.email_status == s for s in weaker)))
+        .values(email_status=email_status),
+        [{"k": k} for k, _ in found],
+    ).rowcount
+    conn.execute(
+        sa.update(participants)
+        .where(
+            key == sa.bindparam("k"),
+            p.email_status != "ok",
+            sa.or_(p.bounced_at.is_(None), p.bounced_at < sa.bindparam("at")),
+        )
+        .values(bounced_at=sa.bindparam("at")),
+        [{"k": k, "at": at} for k, at in found],
+    )
+    return max(changed, 0)
+
+
+def mark_deliveries(conn: sa.Connection, found: Sequence[tuple[int, str]], status: str) -> int:
+    """Deliveries (id, why) that had not reached anyone become ``status`` (``bounced`` or
+    ``dropped``) with ``why`` as their error; ones already failed, bounced or dropped keep theirs."""
+    if not found:
+        return 0
+    d = email_deliveries.c
+    stmt = (
+        sa.update(email_deliveries)
+        .where(d.id == sa.bindparam("did"), sa.or_(*(d.status == s for s in BOUNCEABLE)))
+        .values(status=status, last_error=sa.bindparam("why"), next_attempt_at=None)
+    )
+    return max(conn.execute(stmt, [{"did": did, "why": why[:500]} for did, why in found]).rowcount, 0)

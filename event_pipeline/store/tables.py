@@ -74,6 +74,9 @@ uploads = sa.Table(
     # is JSON counts (removed, restored, kept because a later upload built on them).
     sa.Column("undone_at", Timestamp, nullable=True),
     sa.Column("undo_summary", sa.Text, nullable=True),
+    # Set when erasure or retention removed (part of) the stored copy, the original or the report:
+    # what went and when. The counts above stay as they were.
+    sa.Column("copy_note", sa.Text, nullable=True),
     sa.UniqueConstraint("event_id", "sha256"),
 )
 
@@ -220,7 +223,8 @@ participant_changes = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("upload_id", sa.String(100), nullable=False),
     sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=False),
-    # JSON object: {"<field>": [value, seq], ...} for every field in SEQ_FIELDS.
+    # JSON object: {"<field>": [value, seq, changed], ...} for every field in SEQ_FIELDS (changed:
+    # 1 when the load then changed the field's value; see store/changes.py).
     sa.Column("before", sa.Text, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
     sa.UniqueConstraint("upload_id", "participant_id"),

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from event_pipeline.store.db import dialect_insert, is_postgres
 from event_pipeline.store.tables import uploads, uploads_seq
 
-TERMINAL_STATUSES = ("done", "rejected", "failed")
+# "undone": `event-pipeline undo` took a done upload back (store/changes.py); it is never resumed.
+TERMINAL_STATUSES = ("done", "rejected", "failed", "undone")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Upload:
     seq: int  # registration order across all uploads: newer upload, larger seq
     original_path: str | None  # the organiser's file: received/, then processed/ or rejected/
     mail_note: str | None  # why mail about this upload is held back, if it is
+    undone_at: datetime | None = None  # set by `undo`, with status "undone"
+    undo_summary: str | None = None  # JSON counts of what the undo did
 
     def counts(self) -> dict[str, int]:
         """The terms of DESIGN.md's invariant; unknown (not yet counted) reads as 0."""

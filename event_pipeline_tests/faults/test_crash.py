@@ -68,15 +68,22 @@ def _started_import_run(d: Deployment) -> dg.RunRecord | None:
     return records[0] if records else None
 
 
+def _stage(step_key: str | None) -> str:
+    """The asset a step belongs to: welcome_emails is a graph of several steps."""
+    return (step_key or "").split(".", 1)[0]
+
+
 def _step_started(d: Deployment, run_id: str, step: str) -> bool:
     with d.instance() as instance:
-        return any(r.step_key == step for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
+        return any(
+            _stage(r.step_key) == step for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+        )
 
 
 def _materialized(d: Deployment, run_id: str, step: str) -> bool:
     with d.instance() as instance:
         events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    return any(r.step_key == step for r in events)
+    return any(_stage(r.step_key) == step for r in events)
 
 
 def _sent(d: Deployment) -> int:

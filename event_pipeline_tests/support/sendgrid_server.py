@@ -27,7 +27,16 @@ sends answer only once all n are being handled at the same time, which proves co
 without measuring time). Delays wait on an event, never under a lock, so they overlap freely.
 ``wait_answered()`` waits until every API request received so far has been answered, dropped or
 cut: a timed-out client does not wait for its slow request to be accepted, a test that counts
-what arrived does.
+what arrived does. ``hold_answers(n)``: the next n accepted messages are recorded (and their
+events queued) but their 202 waits until ``release_answers()``: a sender killed meanwhile never
+learns that they were accepted.
+
+Event Webhook: with ``events_url=``, every accepted message yields a signed ``processed`` event
+per recipient (``support/sendgrid_events.py``: the message's custom_args at the top level,
+``sg_event_id``, ``sg_message_id``, ``timestamp``, ``email``), POSTed in batches from the
+poster's own thread, as SendGrid reports acceptance independently of whether our 202 reached the
+client. ``events_public_key`` is the verification key; ``events.post(...)`` sends any batch at
+once (bounces, duplicates, a tampered body, another key, a stale timestamp).
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import parse_qs, urlsplit
 
+from .sendgrid_events import EventPoster, event_for, new_signing_key, public_key_b64
 from .tls import server_context
 
 MAX_BODY_BYTES = 30 * 1024 * 1024
@@ -461,6 +471,15 @@ class _Handler(BaseHTTPRequestHandler):
         message_id = secrets.token_urlsafe(16)
         with fake._lock:
             fake._messages.append(SentMessage(message_id, body, time.time(), fake.api_key))
+            index = len(fake._messages)
+            hold = fake._holds > 0
+            fake._holds -= hold
+            fake._held += hold
+            fake._all_answered.notify_all()
+        if fake.events is not None:
+            fake.events.enqueue(event_for("processed", message_id, body, index=index))
+        if hold:
+            fake._answers_released.wait()
         return 202, None, {**rate_headers, "X-Message-Id": message_id}
 
     def _suppressions(self, kind: str, query: str) -> _Reply:
@@ -506,6 +525,8 @@ class FakeSendGrid:
     _cuts: int
     _handshake_drops: int
     _answered_total: int
+    _holds: int
+    _held: int
 
     def __init__(
         self,
@@ -517,8 +538,13 @@ class FakeSendGrid:
         latency_s: float = 0.0,
         fail_ratio: float = 0.0,
         seed: int = 0,
+        events_url: str | None = None,
+        events_key: Any = None,
     ) -> None:
         self.api_key, self.tls, self.rate_limit, self.rate_window_s = api_key, tls, rate_limit, rate_window_s
+        self.events_url, self.events_key = events_url, events_key or new_signing_key()
+        self.events: EventPoster | None = None
+        self._answers_released = threading.Event()
         self.latency_s, self.fail_ratio, self.seed = latency_s, fail_ratio, seed
         self._lock, self._stopping = threading.Lock(), threading.Event()
         self._all_answered = threading.Condition(self._lock)
@@ -564,7 +590,38 @@ class FakeSendGrid:
             target=server.serve_forever, args=(0.05,), name="fake-sendgrid-accept", daemon=True
         )
         self._thread.start()
+        if self.events_url is not None:
+            self.events = EventPoster(self.events_url, self.events_key).start()
         return self
+
+    @property
+    def events_public_key(self) -> str:
+        """The Event Webhook's verification key for ``events_key`` (SENDGRID_WEBHOOK_PUBLIC_KEY)."""
+        return public_key_b64(self.events_key)
+
+    def hold_answers(self, n: int) -> None:
+        """The next ``n`` accepted messages are recorded, their events queued, and their 202
+        withheld until ``release_answers()`` (or stop())."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            self._holds += n
+            self._answers_released.clear()
+
+    def release_answers(self) -> None:
+        self._answers_released.set()
+
+    def wait_held(self, n: int, timeout_s: float = 10.0) -> None:
+        """Until ``n`` messages are accepted with their answers held; TimeoutError otherwise."""
+        with self._lock:
+            if not self._all_answered.wait_for(lambda: self._held >= n, timeout_s):
+                raise TimeoutError(f"{self._held} of {n} answers held")
+
+    def wait_messages(self, n: int, timeout_s: float = 10.0) -> None:
+        """Until at least ``n`` messages are accepted; TimeoutError otherwise."""
+        with self._lock:
+            if not self._all_answered.wait_for(lambda: len(self._messages) >= n, timeout_s):
+                raise TimeoutError(f"{len(self._messages)} of {n} messages accepted")
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop serving, close every open connection and wait (up to ``timeout_s``) for its thread."""
@@ -572,6 +629,7 @@ class FakeSendGrid:
         if server is None or thread is None:
             return
         server.shutdown()  # the accept loop has ended when this returns: no new connections
+        self._answers_released.set()  # held answers go out (to whoever is still listening)
         with self._lock:
             threads = list(self._conns.values())
             for conn in self._conns:  # wakes handlers blocked reading (idle keep-alive, handshake)
@@ -588,6 +646,9 @@ class FakeSendGrid:
             handler.join(max(0.0, deadline - time.monotonic()))
         server.server_close()
         thread.join(max(0.0, deadline - time.monotonic()))
+        if self.events is not None:
+            self.events.stop(max(0.0, deadline - time.monotonic()))
+            self.events = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._server = self._thread = None
@@ -792,6 +853,7 @@ class FakeSendGrid:
             self._slow: deque[float] = deque()
             self._requests_total = self._drops = self._window_count = self._connections_total = 0
             self._cuts = self._answered_total = self._handshake_drops = 0
+            self._holds = self._held = 0
             self._rejections: dict[str, tuple[int, list[dict[str, Any]] | None]] = {}
             self._in_flight = self._max_in_flight = 0
             self._rendezvous = None

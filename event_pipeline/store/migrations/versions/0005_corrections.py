@@ -21,6 +21,7 @@ def upgrade() -> None:
     with op.batch_alter_table('uploads') as batch:
         batch.add_column(sa.Column('undone_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('undo_summary', sa.Text(), nullable=True))
+        batch.add_column(sa.Column('copy_note', sa.Text(), nullable=True))
     # Plain ADD COLUMN: participants is referenced by foreign keys (see 0002).
     op.add_column('participants', sa.Column('bounced_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('participants', sa.Column('email_changed_at', sa.DateTime(timezone=True), nullable=True))
@@ -78,5 +79,6 @@ def downgrade() -> None:
     op.drop_column('participants', 'email_changed_at')
     op.drop_column('participants', 'bounced_at')
     with op.batch_alter_table('uploads') as batch:
+        batch.drop_column('copy_note')
         batch.drop_column('undo_summary')
         batch.drop_column('undone_at')

@@ -1,0 +1,1 @@
+"""SendGrid's signed Event Webhook: a small ASGI app (``app.py``) over ``steps.delivery_events``."""
