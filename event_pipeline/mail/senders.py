@@ -7,7 +7,6 @@ carry a recipient address (SendGrid's own messages sometimes quote one: it is re
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
 from dataclasses import dataclass
@@ -17,27 +16,13 @@ from typing import Protocol
 import sendgrid
 import urllib3
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import (
-    ApiKeyIncludedException,
-    Attachment,
-    ContentId,
-    CustomArg,
-    Disposition,
-    FileContent,
-    FileName,
-    FileType,
-    From,
-    HtmlContent,
-    Mail,
-    PlainTextContent,
-    Subject,
-    To,
-)
+from sendgrid.helpers.mail import ApiKeyIncludedException
 from urllib3.exceptions import SSLError
+from urllib3.util import parse_url
 
 from event_pipeline.identity import EMAIL_IN_TEXT
 from event_pipeline.mail.message import OutgoingMessage
-from event_pipeline.mail.mime import sendable_address
+from event_pipeline.mail.sendgrid_body import helper_payload, mail_send_body
 
 DEFAULT_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
@@ -138,8 +123,11 @@ class SendGridSender:
             "Content-Type": "application/json",
             "User-Agent": f"event-pipeline (sendgrid-python/{sendgrid.__version__})",
         }
-        self._pool = urllib3.PoolManager(
-            num_pools=1,
+        # One host only: its connection pool directly, not a PoolManager, which parses the URL
+        # and looks the pool up again on every request.
+        self._path = parse_url(self.url).request_uri
+        self._pool = urllib3.connection_from_url(
+            self.url,
             maxsize=max(1, pool_size),
             block=True,  # more threads than connections wait for one instead of opening extras
             retries=False,
@@ -148,47 +136,26 @@ class SendGridSender:
 
     @staticmethod
     def payload(message: OutgoingMessage) -> dict[str, object]:
-        mail = Mail(
-            from_email=From(message.from_email, message.from_name or None),
-            to_emails=To(sendable_address(message.to)),
-            subject=Subject(message.subject),
-            plain_text_content=PlainTextContent(message.text),
-            html_content=HtmlContent(message.html),
-        )
-        if message.custom_args:
-            mail.custom_arg = [CustomArg(k, str(v)) for k, v in message.custom_args.items()]
-        files = [
-            Attachment(
-                FileContent(base64.b64encode(img.data).decode("ascii")),
-                FileName(img.filename),
-                FileType(img.mime_type),
-                Disposition("inline"),
-                ContentId(img.content_id),
-            )
-            for img in message.inline_images
-        ]
-        files += [
-            Attachment(
-                FileContent(base64.b64encode(a.data).decode("ascii")),
-                FileName(a.filename),
-                FileType(a.mime_type),
-                Disposition("attachment"),
-            )
-            for a in message.attachments
-        ]
-        if files:
-            mail.attachment = files
-        body: dict[str, object] = mail.get()
-        return body
+        """The request body as the ``sendgrid`` helpers build it; ``send`` posts the same bytes."""
+        return helper_payload(message)
 
     def send(self, message: OutgoingMessage) -> SendResult:
         try:
-            body = json.dumps(self.payload(message)).encode("utf-8")
+            body = mail_send_body(message)
         except ApiKeyIncludedException:
             # The helper refuses bodies that start with something shaped like an API key.
             raise PermanentSendError("message body looks like it contains a SendGrid API key") from None
         try:
-            response = self._pool.request("POST", self.url, body=body, headers=self._headers)
+            response = self._pool.urlopen(
+                "POST",
+                self._path,
+                body=body,
+                headers=self._headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=True,
+            )
         except SSLError as exc:
             if isinstance(_innermost(exc), ssl.SSLEOFError | ssl.SSLZeroReturnError):
                 # The peer closed mid-handshake or mid-record: a dropped connection, not a
@@ -206,7 +173,7 @@ class SendGridSender:
         return SendResult(message_id=str(response.headers.get("X-Message-Id") or ""))
 
     def close(self) -> None:
-        self._pool.clear()
+        self._pool.close()
 
 
 def _root_cause(exc: BaseException) -> str:
