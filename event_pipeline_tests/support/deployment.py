@@ -200,8 +200,13 @@ class Deployment:
     def close(self) -> None:
         """Stop everything this deployment started, whatever state a failed test left it in."""
         self.stop_daemon(timeout_s=30)
-        for p in self.processes():
-            with suppress(psutil.Error):
-                p.kill()
+        # A process being started as the daemon stopped (a run worker, a mail
+        # process) only shows up after the first sweep: sweep until none is left.
+        deadline = time.monotonic() + 30
+        while (left := self.processes()) and time.monotonic() < deadline:
+            for p in left:
+                with suppress(psutil.Error):
+                    p.kill()
+            psutil.wait_procs(left, timeout=2)
         if self._engine is not None:
             self._engine.dispose()
