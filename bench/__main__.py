@@ -2,6 +2,8 @@
 
 Every stage runs in a fresh process so its peak RSS is its own; each compares our path with the
 naive one and the floor measured in the same run, so ratios hold on a noisy machine.
+``BENCH_ONLY=email,whole`` runs only the stages whose names contain one of those words (the full
+run takes over an hour; the summary line reports what ran).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from bench import qr as qr_bench
 from bench.pipeline import drop_to_done, email_record, import_upload, isolated
 
 FULL = os.environ.get("BENCH_FULL", "") not in ("", "0")
+ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()]
 OUT = Path(os.environ.get("EVENT_PIPELINE_HOME", "var")).resolve() / "bench"
 
 
@@ -100,6 +103,8 @@ def main() -> None:
     ]
     print(f"{'stage':<28} {'rows':>14} {'time':>10} {'throughput':>18} {'speed-up':>15} {'cost':>11} {'peak':>9}")
     for name, fn, args in plan:
+        if ONLY and not any(word in name for word in ONLY):
+            continue
         try:
             out = isolated(fn, *args)
         except Exception:

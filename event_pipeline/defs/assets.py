@@ -9,6 +9,7 @@ from functools import partial
 
 import dagster as dg
 
+from event_pipeline import settings
 from event_pipeline.defs.metadata import preview_of, reasons_table, table_schema
 from event_pipeline.defs.partitions import uploads_partitions
 from event_pipeline.defs.resources import (
@@ -201,7 +202,8 @@ def plan_welcome(
     chunks = imports.plan_welcome(
         db.engine(), mail_context(mailer, tokens, context), context.partition_key, chunk_size=mailer.chunk_size
     )
-    context.log.info(f"welcome emails: {len(chunks)} chunk(s) of up to {mailer.chunk_size}")
+    size = f" of up to {mailer.chunk_size}" if mailer.chunk_size < settings.WHOLE_UPLOAD else ""
+    context.log.info(f"welcome emails: {len(chunks)} chunk(s){size}")
     for first, last in chunks:
         yield dg.DynamicOutput((first, last), mapping_key=f"ids_{first}_{last}")
 

@@ -26,9 +26,14 @@ BROKER_ENV = "CELERY_BROKER_URL"
 BACKEND_ENV = BROKER_ENV
 
 
+def distributed() -> bool:
+    """Whether steps run on Celery workers (else one after another in the run's process)."""
+    return bool(os.environ.get(BROKER_ENV))
+
+
 def step_executor() -> dg.ExecutorDefinition:
     """The executor of ``import_job`` and ``send_due_emails_job`` in this process's environment."""
-    if not os.environ.get(BROKER_ENV):
+    if not distributed():
         return dg.in_process_executor
     from dagster_celery import celery_executor
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from event_pipeline import processes, settings
 from event_pipeline.access.tokens import DEFAULT_CHECKIN_BASE_URL, TokenCodec, TokenKeyError
+from event_pipeline.defs import executors
 from event_pipeline.mail.backends import DEFAULT_BACKEND, backend_from_env, make_sender
 from event_pipeline.mail.senders import Sender
 from event_pipeline.steps.messages import MailContext
@@ -165,7 +166,7 @@ def default_resources() -> dict[str, object]:
             from_email=os.environ.get("EVENT_PIPELINE_FROM_EMAIL", "no-reply@event-pipeline.invalid"),
             workers=int(os.environ.get("EVENT_PIPELINE_MAIL_WORKERS", "32")),
             processes=int(os.environ.get("EVENT_PIPELINE_MAIL_PROCESSES", str(os.cpu_count() or 1))),
-            chunk_size=settings.mail_chunk_size(),
+            chunk_size=settings.mail_chunk_size(distributed=executors.distributed()),
         ),
         "io_manager": StepIOManager(),
     }

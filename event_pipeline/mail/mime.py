@@ -77,9 +77,30 @@ def sendable_address(address: str) -> str:
 
 
 def _top_headers(message: OutgoingMessage) -> list[tuple[str, str]]:
+    return [*_sender_headers(message.subject, message.from_name or "", message.from_email), *_own_headers(message)]
+
+
+@lru_cache(maxsize=256)
+def _sender_headers(subject: str, from_name: str, from_email: str) -> tuple[tuple[str, str], ...]:
+    """Subject and From, encoded once: a mailing repeats them in every message (the welcome
+    subject names the event, not the person), and encoding a Korean subject was a tenth of
+    writing a welcome mail."""
+    return (
+        ("Subject", Header(subject, "utf-8").encode()),
+        ("From", formataddr((from_name, from_email), charset="utf-8")),
+    )
+
+
+@lru_cache(maxsize=256)
+def _folded_sender_headers(subject: str, from_name: str, from_email: str) -> bytes:
+    return b"".join(
+        VERBATIM.fold_binary(name, value) for name, value in _sender_headers(subject, from_name, from_email)
+    )
+
+
+def _own_headers(message: OutgoingMessage) -> list[tuple[str, str]]:
+    """The headers that differ from one message to the next."""
     headers = [
-        ("Subject", Header(message.subject, "utf-8").encode()),
-        ("From", formataddr((message.from_name or "", message.from_email), charset="utf-8")),
         # The domain as A-labels: an encoded word there (what compat32 makes of `bücher.de`)
         # is undeliverable. The local part stays as the person wrote it.
         ("To", sendable_address(message.to)),
@@ -119,7 +140,10 @@ def mime_bytes(message: OutgoingMessage) -> bytes:
     payloads = [message.text.encode("utf-8"), message.html.encode("utf-8")]
     payloads += [image.data for image in message.inline_images]
     payloads += [attachment.data for attachment in message.attachments]
-    out = [b"".join(VERBATIM.fold_binary(name, value) for name, value in _top_headers(message))]
+    out = [
+        _folded_sender_headers(message.subject, message.from_name or "", message.from_email),
+        *(VERBATIM.fold_binary(name, value) for name, value in _own_headers(message)),
+    ]
     for segment, payload in zip(segments, payloads, strict=False):
         out += (segment, base64.encodebytes(payload))
     out.append(segments[-1])

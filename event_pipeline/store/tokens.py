@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.store.db import as_utc, is_postgres
-from event_pipeline.store.participants import participants_without_live_token
 from event_pipeline.store.tables import access_tokens, checkin_scans, events, participants
 
 _CHUNK = 5000
@@ -99,6 +98,10 @@ def issue_missing_tokens(engine: Engine, event_id: int) -> int:
     The partial unique index on live tokens makes a concurrent or repeated call a no-op for
     participants that already have one, so tokens that were already mailed never rotate.
     """
+    # Here, not at the top: the participants store brings pandas, which the processes that only
+    # read tokens to send mail (started per chunk of mail) would import for nothing.
+    from event_pipeline.store.participants import participants_without_live_token
+
     now = datetime.now(UTC)
     with engine.begin() as conn:
         pending = participants_without_live_token(conn, event_id)

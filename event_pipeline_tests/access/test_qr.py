@@ -28,7 +28,14 @@ from hypothesis import strategies as st
 from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
 
-from event_pipeline.access.qr import QR_ERROR_CORRECTION, naive_qr_png, qr_matrix, render_qr_png, write_qr_zip
+from event_pipeline.access.qr import (
+    QR_ERROR_CORRECTION,
+    naive_qr_png,
+    qr_matrix,
+    render_qr_png,
+    render_qr_pngs,
+    write_qr_zip,
+)
 from event_pipeline.access.tokens import DEFAULT_CHECKIN_BASE_URL, TOKEN_LEN, TokenCodec, checkin_url
 from event_pipeline.store.tokens import new_public_id
 
@@ -101,6 +108,19 @@ def test_non_ascii_payload_decodes_exactly(payload: str) -> None:
 @given(st.text(alphabet=URL_SAFE + "/:.?=&%~", min_size=1, max_size=200))
 def test_url_like_payloads_round_trip(payload: str) -> None:
     check_png(render_qr_png(payload), payload)
+
+
+def test_a_batch_of_mixed_sizes_renders_each_code_as_alone(codec: TokenCodec) -> None:
+    # Codes are written a batch at a time (one numpy pass per symbol size): sizes interleaved
+    # must come back in order, each the same bytes as rendered alone, each decoding to its payload.
+    payloads = [real_checkin_url(codec, BASE_URLS[i % len(BASE_URLS)]) for i in range(12)]
+    payloads[3::4] = ["x" * 300, "https://e.example/t/" + "A" * 44, "한국어 체크인"]
+    assert len({symbol_size(p) for p in payloads}) >= 3
+    batch = render_qr_pngs(payloads)
+    assert batch == [render_qr_png(p) for p in payloads]
+    for png, payload in zip(batch, payloads, strict=True):
+        check_png(png, payload)
+    assert render_qr_pngs([]) == []
 
 
 @pytest.mark.parametrize(("scale", "border"), [(1, 0), (2, 1), (4, 4), (6, 4), (11, 6)])

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from event_pipeline import settings
-from event_pipeline.defs import defs
+from event_pipeline.defs import defs, resources
 from event_pipeline.mail.outbox import outbox_messages
 from event_pipeline.store import tables
 from event_pipeline_tests.support.participants import sample, write_csv
@@ -238,3 +238,36 @@ def test_a_cp949_reimport_with_one_stray_byte_leaves_existing_names_byte_identic
     assert up.status == "rejected" and "cp949" in (up.reason or "") and f"byte offset {at}" in (up.reason or "")
     assert (up.updated or 0) == 0
     assert stored() == before
+
+
+def _chunk_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    keys = [e.step_key or "" for e in result.all_events if e.is_step_success]
+    return sorted(k for k in keys if ".send_welcome_chunk[" in k)
+
+
+def test_mail_is_one_step_in_process_and_chunks_of_the_configured_size_otherwise(
+    instance: dg.DagsterInstance, var_home: settings.Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In process the steps run one after another: a chunk per 5,000 would only add step and
+    # process start-ups. Chunks are for spreading over workers (defs/executors.distributed).
+    monkeypatch.delenv("EVENT_PIPELINE_MAIL_CHUNK", raising=False)
+    assert resources.default_resources()["mailer"].chunk_size == settings.WHOLE_UPLOAD  # type: ignore[attr-defined]
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    assert resources.default_resources()["mailer"].chunk_size == settings.DEFAULT_MAIL_CHUNK  # type: ignore[attr-defined]
+    monkeypatch.delenv("CELERY_BROKER_URL")
+
+    make_event()
+    _, whole = run_import(instance, write_csv(var_home.home / "in" / "a.csv", sample(9, invalid=0, duplicates=0).rows))
+    assert whole.success
+    assert len(_chunk_steps(whole)) == 1
+
+    monkeypatch.setenv("EVENT_PIPELINE_MAIL_CHUNK", "4")
+    chunked = dg.Definitions(assets=defs.assets, jobs=defs.jobs, resources=resources.default_resources())
+    other = sample(10, invalid=0, duplicates=0, domain="example.org").rows
+    _, result = run_import(instance, write_csv(var_home.home / "in" / "b.csv", other), definitions=chunked)
+    assert result.success
+    assert len(_chunk_steps(result)) == 3  # 10 new participants in chunks of at most 4
+    finish = result.asset_materializations_for_node("welcome_emails")[0]
+    assert finish.metadata["chunks"].value == 3
+    welcomes = [m["To"] for m in outbox_messages(var_home.outbox, "welcome")]
+    assert len(welcomes) == len(set(welcomes)) == 19  # everyone of both files once
