@@ -81,8 +81,11 @@ def test_serve_answers_signed_events_until_stopped(initialised: CliRunner, var_h
             "participants_flagged": 0,
         },
     )
-    # uvicorn finishes what it serves, then exits by the signal it got (its own convention).
-    assert proc.returncode == -signal.SIGTERM and "Finished server process" in output
+    # uvicorn finishes what it serves and shuts down, then re-raises the signal it got (its own
+    # convention). One CI run under load saw exit status 0 instead, not reproduced in 8 runs
+    # here: what this test holds to is the graceful stop, not uvicorn's choice of exit status.
+    assert "Finished server process" in output
+    assert proc.returncode in (0, -signal.SIGTERM)
     assert "a@example.org" not in output
 
 
