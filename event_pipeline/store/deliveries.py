@@ -154,7 +154,7 @@ def claim_due(
     ``now`` decides what is due (tests and the benchmark move it forward instead of sleeping);
     ``claimed_at`` is always the wall clock, because stale-claim detection is about real time
     and the fencing token must differ between any two claims of a row. ``id_range`` (first, last,
-    inclusive) is one chunk of an upload's mail (``welcome_chunks``).
+    inclusive) is one chunk of an upload's mail, as ``open_id_ranges`` cuts them.
     """
     now = now or datetime.now(UTC)
     due = sa.select(email_deliveries.c.id).where(_due(now))
