@@ -195,24 +195,26 @@ def dispatch_due(
     workers = max(1, min(workers, getattr(sender, "max_workers", workers)))
     journal = sender if isinstance(sender, Journal) else None
     # Claimed-but-unstarted rows wait in the pool's queue. The queue is refilled in chunks of at
-    # least half the read-ahead: a claim costs this thread ~3 ms whatever its size (32 rows: 143
-    # us of CPU per row, 128 rows: 61 us), and it must keep up with all workers. A crash strands
-    # at most the read-ahead, never sent, so it only goes back to the queue; every claim stays far
-    # younger than the stale-claim limit.
+    # least half the read-ahead (claiming and building messages costs per batch, and this thread
+    # must keep up with all workers), but stays short: while this thread builds a batch, the
+    # workers go on sending from the queue and nobody records their answers, and answered but
+    # unrecorded messages are what a hard kill repeats. A read-ahead of 4 x workers saved ~3 % of
+    # the CPU (a claim costs ~3 ms whatever its size) but let the run-worker kill test repeat 145
+    # messages, over its bound of 2 x workers per process; every claim also stays far younger than
+    # the stale-claim limit.
     # For an idempotent sender a crash repeats nothing visible, so claims and outcomes go in big
     # batches: each small SQLite transaction costs this thread ~10 ms, which capped the outbox at
     # ~300 messages/s with the small batches a real provider needs.
     idempotent = getattr(sender, "idempotent", False)
     if read_ahead is None:
-        read_ahead = IDEMPOTENT_BATCH if idempotent else 4 * workers
+        read_ahead = IDEMPOTENT_BATCH if idempotent else 2 * workers
     read_ahead = max(1, read_ahead)
     capacity = workers + read_ahead
     low_water = workers + read_ahead // 2
     # Outcomes are written in groups of this many, or after FLUSH_AFTER_S at most: one commit per
-    # response would cost this thread more than the sends themselves. Answered-but-unrecorded
-    # messages are what a hard kill can repeat, so with ``workers`` on the wire at most
-    # 2 x workers can (docs/email.md).
-    flush_at = IDEMPOTENT_BATCH // 2 if idempotent else workers
+    # response would cost this thread more than the sends themselves; answered-but-unrecorded
+    # messages are what a hard kill can repeat (docs/email.md), so the groups stay small.
+    flush_at = IDEMPOTENT_BATCH // 2 if idempotent else max(1, workers // 2)
     stats = DispatchStats()
     in_flight: dict[Future[Outcome], Delivery] = {}
     finished: list[tuple[Delivery, Outcome]] = []
