@@ -196,12 +196,8 @@ def dispatch_due(
     journal = sender if isinstance(sender, Journal) else None
     # Claimed-but-unstarted rows wait in the pool's queue. The queue is refilled in chunks of at
     # least half the read-ahead (claiming and building messages costs per batch, and this thread
-    # must keep up with all workers), but stays short: while this thread builds a batch, the
-    # workers go on sending from the queue and nobody records their answers, and answered but
-    # unrecorded messages are what a hard kill repeats. A read-ahead of 4 x workers saved ~3 % of
-    # the CPU (a claim costs ~3 ms whatever its size) but let the run-worker kill test repeat 145
-    # messages, over its bound of 2 x workers per process; every claim also stays far younger than
-    # the stale-claim limit.
+    # must keep up with all workers), but stays short, so every claim stays far younger than the
+    # stale-claim limit. What a hard kill can repeat is bounded by ``budget`` below, not by this.
     # For an idempotent sender a crash repeats nothing visible, so claims and outcomes go in big
     # batches: each small SQLite transaction costs this thread ~10 ms, which capped the outbox at
     # ~300 messages/s with the small batches a real provider needs.
@@ -215,6 +211,12 @@ def dispatch_due(
     # response would cost this thread more than the sends themselves; answered-but-unrecorded
     # messages are what a hard kill can repeat (docs/email.md), so the groups stay small.
     flush_at = IDEMPOTENT_BATCH // 2 if idempotent else max(1, workers // 2)
+    # What a hard kill can repeat, bounded here rather than by timing: a worker waits before it
+    # sends while 2 x workers messages are sent or on the wire with no committed outcome. Small
+    # groups alone did not hold it: a claim or a commit waiting on SQLite's write lock lets the
+    # workers answer the whole queue meanwhile (136 repeats from 2 processes, bound 128).
+    budget = None if idempotent else _Unrecorded(2 * workers)
+    held = 0  # settled outcomes whose send holds a unit of the budget until they are committed
     stats = DispatchStats()
     in_flight: dict[Future[Outcome], Delivery] = {}
     finished: list[tuple[Delivery, Outcome]] = []
@@ -223,6 +225,7 @@ def dispatch_due(
     next_report = progress_every
 
     def flush() -> None:
+        nonlocal held
         if finished:
             outcomes = [o for _, o in finished]
             ids = [o.delivery_id for o in outcomes]
@@ -235,15 +238,19 @@ def dispatch_due(
                 stats.count(d, o)
                 stats.throttled += o.throttled
             finished.clear()
+            if budget is not None:
+                budget.give(held)
+            held = 0
 
     def settle(done: Iterable[Future[Outcome]]) -> None:
-        nonlocal abort
+        nonlocal abort, held
         now = clock()
         for future in done:
             d = in_flight.pop(future)
             if future.cancelled():
                 finished.append((d, _put_back(d, "not sent: dispatch stopped")))
                 continue
+            held += 1
             try:
                 finished.append((d, future.result()))
             except SenderUnavailableError as exc:
@@ -267,6 +274,10 @@ def dispatch_due(
         try:
             while True:
                 if abort is None and not drained and len(in_flight) <= low_water:
+                    if budget is not None:
+                        # Committed first: claiming and building a batch is this thread's longest
+                        # stretch away from recording, and the budget must not run dry during it.
+                        flush()
                     room = capacity - len(in_flight)
                     claimed = store.claim_due(
                         engine,
@@ -280,7 +291,9 @@ def dispatch_due(
                     stats.claimed += len(claimed)
                     drained = len(claimed) < room
                     if claimed:
-                        _submit(pool, gate, build, claimed, clock(), in_flight, finished, engine, completions.put)
+                        _submit(
+                            pool, gate, budget, build, claimed, clock(), in_flight, finished, engine, completions.put
+                        )
                 if not in_flight:
                     flush()
                     if abort is not None:
@@ -308,6 +321,8 @@ def dispatch_due(
             # sent message unrecorded (the documented crash window).
             for f in in_flight:
                 f.cancel()
+            if budget is not None:
+                budget.close()  # a worker waiting for the budget puts its claim back instead
             settle(wait(in_flight).done)
             flush()
             raise
@@ -359,9 +374,48 @@ class _RefusalGate:
             raise
 
 
+class _Unrecorded:
+    """A count of sends allowed before their outcomes are committed: ``take`` waits for a unit
+    (False once closed: do not send), ``give`` returns the units of committed outcomes."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def take(self) -> bool:
+        with self._changed:
+            while self._free == 0 and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return False
+            self._free -= 1
+            return True
+
+    def give(self, units: int) -> None:
+        if units:
+            with self._changed:
+                self._free += units
+                self._changed.notify(units)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+def _attempt_within(
+    budget: _Unrecorded | None, sender: Sender, delivery: Delivery, message: OutgoingMessage, now: datetime
+) -> Outcome:
+    if budget is not None and not budget.take():
+        return _put_back(delivery, "not sent: dispatch stopped")
+    return attempt(sender, delivery, message, now)
+
+
 def _submit(
     pool: ThreadPoolExecutor,
     sender: Sender,
+    budget: _Unrecorded | None,
     build: MessageBuilder,
     claimed: list[Delivery],
     now: datetime,
@@ -382,7 +436,7 @@ def _submit(
             assert d.claimed_at is not None
             finished.append((d, Outcome(d.id, d.claimed_at, "dropped", last_error="no longer deliverable")))
         else:
-            future = pool.submit(attempt, sender, d, message, now)
+            future = pool.submit(_attempt_within, budget, sender, d, message, now)
             in_flight[future] = d
             future.add_done_callback(on_done)
 

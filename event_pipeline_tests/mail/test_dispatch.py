@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -214,6 +216,67 @@ def test_killed_dispatcher_process_duplicates_at_most_its_in_flight_messages(
     assert duplicated <= left_sending
     assert len(left_sending) <= 3 * workers
     assert len(duplicated) <= 2 * workers
+
+
+def _sending_threads() -> list[str]:
+    """Mail workers inside a send: running a work item and not waiting for the budget."""
+    busy = []
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if not thread.name.startswith("mail") or frame is None:
+            continue
+        stack = [(f.f_code.co_name, Path(f.f_code.co_filename).name) for f, _ in traceback.walk_stack(frame)]
+        if ("run", "thread.py") in stack and not any(name == "take" for name, _ in stack):
+            busy.append(thread.name)
+    return busy
+
+
+def test_answers_never_outrun_recording_by_more_than_twice_the_workers(
+    world_factory: Callable[..., MailWorld], fake: FakeSendGrid
+) -> None:
+    """Seen: the run-worker kill test repeated 136 mails from 2 processes of 32 workers, over the
+    documented 2 x workers per process. A dispatcher waiting on SQLite's write lock let its
+    workers answer its whole queue meanwhile, and a kill then repeats every answered but
+    unrecorded message."""
+    workers = 3
+    world = world_factory([f"Person {i}" for i in range(40)])
+    world.enqueue()
+    database = world.engine.url.database
+    assert database is not None
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            messages.dispatch(world.engine, world.ctx(sendgrid(fake), workers=workers))
+        except BaseException as exc:
+            errors.append(exc)
+
+    fake.hold_answers(workers)
+    dispatcher = threading.Thread(target=run)
+    dispatcher.start()
+    lock = sqlite3.connect(database, isolation_level=None)
+    try:
+        fake.wait_held(workers)
+        lock.execute("BEGIN IMMEDIATE")  # the next claim or commit waits (busy_timeout: 30 s)
+        fake.release_answers()
+        deadline = time.monotonic() + 10
+        while _sending_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _sending_threads() == []
+        fake.wait_answered()
+        recorded = lock.execute("SELECT count(*) FROM email_deliveries WHERE status = 'sent'").fetchone()[0]
+        unrecorded = len(fake.messages) - recorded
+    finally:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+        dispatcher.join()
+
+    assert errors == []
+    assert 0 < unrecorded <= 2 * workers
+    assert world.statuses() == {"sent": 40}
+    assert set(sent_per_delivery(fake).values()) == {1}
 
 
 def test_client_error_fails_at_once_and_server_error_waits_for_a_retry(
