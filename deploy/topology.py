@@ -360,6 +360,14 @@ def celery_ready(worker: Child) -> Callable[[], bool]:
     return lambda: b" ready." in worker.log.read_bytes()
 
 
+def forget_celery_config(dagster_home: Path) -> None:
+    """`dagster-celery worker start` writes the broker URL, credentials included, into a fresh
+    DAGSTER_HOME/dagster_celery/config/<uuid>/ module at every start and never removes it. A
+    ready worker has imported it (dagster_celery.app reads it at import), so it goes: secrets
+    stay out of DAGSTER_HOME, and the folders no longer pile up."""
+    shutil.rmtree(dagster_home / "dagster_celery" / "config", ignore_errors=True)
+
+
 def start_dagster(topology: Topology, *, web_port: int, code_port: int, workers: int, celery_yaml: Path) -> None:
     # Where deploy/workspace.yaml finds the code server.
     topology.env["EVENT_PIPELINE_CODE_SERVER_HOST"] = HOST
@@ -396,6 +404,7 @@ def start_dagster(topology: Topology, *, web_port: int, code_port: int, workers:
     started = [topology.start(f"worker-{i}", worker_argv(f"worker-{i}", celery_yaml)) for i in range(1, workers + 1)]
     for worker in started:  # started together: each takes seconds to import Dagster and Celery
         wait_until(worker.name, celery_ready(worker), worker)
+    forget_celery_config(Path(topology.env["DAGSTER_HOME"]))
     web = topology.start(
         "webserver",
         [str(BIN / "dagster-webserver"), "-h", HOST, "-p", str(web_port), "-w", str(workspace)],

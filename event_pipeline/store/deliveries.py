@@ -165,13 +165,19 @@ def claim_due(
     c = email_deliveries.c
     due = _scope(due, event_id, kinds, id_range).order_by(c.status, c.next_attempt_at, c.id).limit(limit)
     with engine.begin() as conn:
+        chosen: sa.ColumnElement[bool] = c.id.in_(due.scalar_subquery())
         if is_postgres(conn):
             # Concurrent dispatchers take disjoint rows instead of queueing behind each other's
-            # locks; SQLite needs nothing: BEGIN IMMEDIATE already serialises writers.
+            # locks, and the status is checked again on the rows they lock.
             due = due.with_for_update(skip_locked=True)
+            chosen = sa.and_(c.id.in_(due.scalar_subquery()), c.status.in_(CLAIMABLE))
+        # SQLite needs neither: BEGIN IMMEDIATE serialises writers, so what the subquery chose is
+        # still claimable. A status test here also made SQLite walk ix_email_deliveries_due over
+        # every claimable row and test each id against the list, instead of looking the ids up:
+        # 102 against 5.7 ms per claim of 1,000 with 577k queued, O(queue) per claim.
         stmt = (
             sa.update(email_deliveries)
-            .where(email_deliveries.c.id.in_(due.scalar_subquery()), email_deliveries.c.status.in_(CLAIMABLE))
+            .where(chosen)
             .values(
                 status="sending",
                 attempts=email_deliveries.c.attempts + 1,

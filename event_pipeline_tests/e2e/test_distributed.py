@@ -313,6 +313,9 @@ def test_three_uploads_for_two_events_spread_over_two_workers(stand: Stand) -> N
     assert {w.split("@")[0] for w in big_workers} == {"worker-1", "worker-2"}, spread["big.csv"]
 
     assert _pii_found(stand, list(files.values())) == []
+    # Seen: every worker start left dagster-celery's config module, broker URL and all, in
+    # DAGSTER_HOME/dagster_celery/config/<uuid>/ for good.
+    assert not list((stand.var / "dagster_home").rglob("dagster_celery_config.py"))
     # No IO manager output (fs_io_manager would write storage/<asset name>/<partition>): what
     # Dagster keeps on disk is compute logs of steps and of sensor ticks.
     storage = stand.var / "dagster_home" / "storage"
