@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from event_pipeline.store.db import as_utc, dialect_insert, is_postgres
-from event_pipeline.store.tables import access_tokens, email_deliveries, participants
+from event_pipeline.store.tables import Timestamp, access_tokens, email_deliveries, participants
 
 CLAIMABLE = ("queued", "awaiting_retry")
 TERMINAL = ("sent", "failed", "bounced", "dropped")
@@ -87,34 +87,38 @@ def enqueue(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
 
 def enqueue_welcome(engine: Engine, event_id: int, upload_id: str | None) -> int:
     """Queue a welcome email for each participant of the event with a live token."""
+    p = participants.c
     has_welcome = sa.select(email_deliveries.c.id).where(
-        email_deliveries.c.participant_id == participants.c.id, email_deliveries.c.kind == "welcome"
+        email_deliveries.c.participant_id == p.id, email_deliveries.c.kind == "welcome"
     )
-    stmt = (
-        sa.select(participants.c.id)
-        .join(access_tokens, access_tokens.c.participant_id == participants.c.id)
+    # One INSERT ... SELECT: built row by row in Python, the 577k welcomes of a 50 MB upload
+    # took most of the 21 s of plan_welcome in SQLAlchemy's per-row parameter handling.
+    rows = (
+        sa.select(
+            sa.literal(event_id, sa.Integer),
+            p.id,
+            sa.literal(upload_id, sa.String),
+            sa.literal("welcome", sa.String),
+            sa.literal("welcome:", sa.String) + sa.cast(p.id, sa.String),
+            sa.literal("queued", sa.String),
+            sa.literal(0, sa.Integer),
+            sa.literal(datetime.now(UTC), Timestamp),
+        )
+        .join(access_tokens, access_tokens.c.participant_id == p.id)
         .where(
-            participants.c.event_id == event_id,
-            participants.c.status == "active",
-            participants.c.email_status == "ok",
+            p.event_id == event_id,
+            p.status == "active",
+            p.email_status == "ok",
             access_tokens.c.status == "live",
             ~sa.exists(has_welcome),
         )
-        .order_by(participants.c.id)
+        .order_by(p.id)
     )
+    columns = ["event_id", "participant_id", "upload_id", "kind", "dedupe_key", "status", "attempts", "created_at"]
     with engine.begin() as conn:
-        ids = [int(r[0]) for r in conn.execute(stmt)]
-        rows = [
-            {
-                "event_id": event_id,
-                "participant_id": pid,
-                "upload_id": upload_id,
-                "kind": "welcome",
-                "dedupe_key": f"welcome:{pid}",
-            }
-            for pid in ids
-        ]
-        return enqueue(conn, rows)
+        stmt = dialect_insert(conn)(email_deliveries).from_select(columns, rows)
+        result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+        return max(result.rowcount, 0)
 
 
 IdRange = tuple[int, int]
