@@ -221,6 +221,7 @@ def dispatch_due(
     in_flight: dict[Future[Outcome], Delivery] = {}
     finished: list[tuple[Delivery, Outcome]] = []
     abort: SenderUnavailableError | None = None
+    refused_until: datetime | None = None
     drained = False
     next_report = progress_every
 
@@ -243,21 +244,22 @@ def dispatch_due(
             held = 0
 
     def settle(done: Iterable[Future[Outcome]]) -> None:
-        nonlocal abort, held
+        nonlocal abort, held, refused_until
         now = clock()
         for future in done:
             d = in_flight.pop(future)
             if future.cancelled():
-                finished.append((d, _put_back(d, "not sent: dispatch stopped")))
+                finished.append((d, _put_back(d, "not sent: dispatch stopped", refused_until)))
                 continue
             held += 1
             try:
                 finished.append((d, future.result()))
             except SenderUnavailableError as exc:
                 # Back off like a failed attempt would, so the schedule does not hammer a
-                # provider that keeps refusing us every five minutes.
-                later = now + policy.RETRY_DELAYS[0]
-                finished.append((d, _put_back(d, f"not sent: {redact(str(exc))}", later)))
+                # provider that keeps refusing us every five minutes; the sends cancelled
+                # because of it wait as long.
+                refused_until = refused_until or now + policy.RETRY_DELAYS[0]
+                finished.append((d, _put_back(d, f"not sent: {redact(str(exc))}", refused_until)))
                 if abort is None:
                     abort = exc
                     for f in in_flight:
