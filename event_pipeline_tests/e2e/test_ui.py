@@ -181,6 +181,9 @@ def test_organiser_sees_file_reasons_and_masked_preview(
     screens = Screens(tmp_path / "screenshots")
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(WAIT_MS)
+    # Assertions have their own timeout (5 s unless set): seen failing on the asset graph's first
+    # load while CI's tests ran beside it.
+    expect.set_options(timeout=WAIT_MS)
     # A new browser profile gets Dagster's newsletter prompt over whatever page it opens first.
     page.add_locator_handler(
         page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click()
